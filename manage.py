@@ -1,0 +1,79 @@
+"""Operator commands: `python manage.py migrate | makemigrations | seed-demo | serve`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+
+def _makemigrations() -> None:
+    from tortoise.cli.cli import main as tortoise_main
+
+    sys.argv = ["tortoise", "-c", "models.tortoise_cli.TORTOISE_ORM", "makemigrations"]
+    tortoise_main()
+
+
+async def _migrate() -> None:
+    from models import db
+    from settings import Settings
+
+    settings = Settings()
+    try:
+        await db.apply_migrations(settings)
+    finally:
+        await db.close()
+    print("migrations applied")
+
+
+async def _seed_demo() -> None:
+    from models import db
+    from services import demo
+    from settings import Settings
+
+    settings = Settings()
+    try:
+        await db.apply_migrations(settings)
+        await db.connect(settings)
+        created = await demo.seed_demo_account()
+    finally:
+        await db.close()
+    print("demo account created" if created else "database not empty; nothing seeded")
+
+
+def _serve(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=10,
+        proxy_headers=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="manage.py")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the database migrations")
+    sub.add_parser("makemigrations", help="write a migration for model changes")
+    sub.add_parser("seed-demo", help="seed the demo account into an empty database")
+    serve = sub.add_parser("serve", help="run the web service")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    args = parser.parse_args()
+    if args.command == "migrate":
+        asyncio.run(_migrate())
+    elif args.command == "makemigrations":
+        _makemigrations()
+    elif args.command == "seed-demo":
+        asyncio.run(_seed_demo())
+    else:
+        _serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Tortoise ORM models, one module per aggregate, and the database lifecycle (`models.db`)."""
+
+from models.accounts import AuthSession, RefreshToken, User, UserRole, UserTier
+from models.courses import Course, CourseLevel, CourseMember, CourseStatus, MemberRole, Subject, Topic
+from models.generation import GenerationJob, JobStatus
+from models.learning import Bookmark, Note, TopicProgress
+
+__all__ = [
+    "AuthSession",
+    "Bookmark",
+    "Course",
+    "CourseLevel",
+    "CourseMember",
+    "CourseStatus",
+    "GenerationJob",
+    "JobStatus",
+    "MemberRole",
+    "Note",
+    "RefreshToken",
+    "Subject",
+    "Topic",
+    "TopicProgress",
+    "User",
+    "UserRole",
+    "UserTier",
+]

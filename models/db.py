@@ -1,0 +1,64 @@
+"""Database lifecycle: Tortoise configuration, versioned migrations, connect and close."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as _migrate
+
+from settings import Settings
+
+MODEL_MODULES = ["models.accounts", "models.courses", "models.learning", "models.generation"]
+MIGRATIONS_MODULE = "models.migrations"
+
+
+def database_url(settings: Settings) -> str:
+    """The Tortoise URL, with pool sizes for PostgreSQL and WAL for SQLite."""
+    url = settings.resolved_database_url
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme in {"postgres", "postgresql", "asyncpg"}:
+        query.setdefault("minsize", str(settings.db_pool_min))
+        query.setdefault("maxsize", str(settings.db_pool_max))
+        return urlunsplit(parts._replace(scheme="postgres", query=urlencode(query)))
+    if parts.scheme == "sqlite":
+        path = url.removeprefix("sqlite://").split("?", 1)[0]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets readers run while the single writer commits.
+        query.setdefault("journal_mode", "WAL")
+        query.setdefault("foreign_keys", "ON")
+        query.setdefault("busy_timeout", "5000")
+        return f"sqlite://{path}?{urlencode(query)}"
+    return url
+
+
+def tortoise_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "connections": {"default": database_url(settings)},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def connect(settings: Settings) -> None:
+    await Tortoise.init(config=tortoise_config(settings))
+
+
+async def apply_migrations(settings: Settings) -> None:
+    """Apply every migration not yet applied (idempotent; safe at each start)."""
+    await _migrate(config=tortoise_config(settings))
+
+
+async def close() -> None:
+    await Tortoise.close_connections()

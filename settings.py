@@ -1,0 +1,104 @@
+"""One Settings object, read from the environment (and `.env`), for both ways to run.
+
+Embedded default: nothing set, SQLite under ./data/, in-process adapters, a development
+secret generated once and kept under ./data/. Production (`COURSEGEN_ENV=production`): the
+service refuses to start without a SECRET_KEY instead of inventing one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot run; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    env: Environment = Field(default=Environment.DEVELOPMENT, alias="COURSEGEN_ENV")
+    data_dir: Path = Field(default=Path("data"), alias="COURSEGEN_DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    secret_key: str | None = Field(default=None, alias="SECRET_KEY", repr=False)
+
+    # Tokens: the access token is short-lived; the refresh token rotates on every use.
+    jwt_issuer: str = "coursegen"
+    jwt_audience: str = "coursegen-api"
+    access_token_ttl_seconds: int = 15 * 60
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # A client that lost the response of a refresh may retry with the old token this long.
+    refresh_reuse_grace_seconds: int = 10
+
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+    auto_migrate: bool | None = Field(default=None, alias="COURSEGEN_AUTO_MIGRATE")
+    seed_demo: bool | None = Field(default=None, alias="COURSEGEN_SEED_DEMO")
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if not self.secret_key:
+                raise SettingsError(
+                    "SECRET_KEY is not set. In production (COURSEGEN_ENV=production) the service "
+                    "will not invent one: tokens signed with a throwaway key would be invalid on "
+                    "every other process and after every restart. Set SECRET_KEY to a random "
+                    "string of at least 32 characters."
+                )
+            if len(self.secret_key) < 32:
+                raise SettingsError("SECRET_KEY must be at least 32 characters long.")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{self.data_dir / 'coursegen.sqlite3'}"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return not self.is_production
+
+    @property
+    def should_seed_demo(self) -> bool:
+        if self.seed_demo is not None:
+            return self.seed_demo
+        return self.env is Environment.DEVELOPMENT
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The secret that signs tokens; in development, generated once and kept on disk."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
