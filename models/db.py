@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
+from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as _migrate
 
 from settings import Settings
@@ -52,12 +53,18 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
 
 
 async def connect(settings: Settings) -> None:
-    await Tortoise.init(config=tortoise_config(settings))
+    # The global fallback makes the connections visible to every task, not only to the one
+    # that ran the lifespan (uvicorn serves requests in other tasks).
+    await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
 
 
 async def apply_migrations(settings: Settings) -> None:
     """Apply every migration not yet applied (idempotent; safe at each start)."""
-    await _migrate(config=tortoise_config(settings))
+    config = tortoise_config(settings)
+    # In a context of its own, closed afterwards, so it leaves no state behind.
+    async with TortoiseContext() as context:
+        await context.init(config=config)
+        await _migrate(config=config)
 
 
 async def close() -> None:

@@ -1,0 +1,1 @@
+"""Thin resolvers and per-request dataloaders: parse the arguments, call a service, map."""

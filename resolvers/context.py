@@ -1,0 +1,72 @@
+"""The per-request context: settings, the viewer, loaders and the request id."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from resolvers.loaders import Loaders
+from services import accounts
+from services.accounts import Viewer
+from services.errors import DomainError, ErrorCode
+from settings import Settings
+
+log = logging.getLogger("coursegen.auth")
+
+
+@dataclass
+class RequestContext:
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    settings: Settings
+    request_id: str
+    viewer: Viewer | None = None
+    # Why a presented token was refused; None when no token was sent.
+    auth_error: DomainError | None = None
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.viewer.id if self.viewer else None)
+
+    def require_viewer(self) -> Viewer:
+        if self.viewer is not None:
+            return self.viewer
+        if self.auth_error is not None:
+            raise self.auth_error
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Log in to do this.")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def build_context(
+    request: Request | WebSocket,
+    response: Response | WebSocket | None,
+    settings: Settings,
+    request_id: str,
+    token: str | None,
+) -> RequestContext:
+    viewer: Viewer | None = None
+    auth_error: DomainError | None = None
+    if token:
+        try:
+            viewer = await accounts.viewer_from_access_token(settings, token)
+        except DomainError as error:
+            auth_error = error
+            log.info("token refused: %s", error.message, extra={"request_id": request_id})
+    return RequestContext(
+        request=request,
+        response=response,
+        settings=settings,
+        request_id=request_id,
+        viewer=viewer,
+        auth_error=auth_error,
+    )

@@ -1,0 +1,78 @@
+"""Builds the Schema: types, error masking, and logging of unexpected errors with request ids."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from schema.errors import (
+    EmailTakenError,
+    ForbiddenError,
+    InvalidCredentialsError,
+    InvalidInputError,
+    NotFoundError,
+    UnauthenticatedError,
+    VersionConflictError,
+)
+from schema.mutations import Mutation
+from schema.query import Query
+from services.errors import DomainError
+from settings import Settings
+
+log = logging.getLogger("coursegen.graphql")
+
+MASKED_MESSAGE = "Unexpected error. It has been logged; quote the request id to support."
+
+
+def is_client_error(error: GraphQLError) -> bool:
+    """Errors the client caused or may know about: syntax, validation, DomainError."""
+    original = error.original_error
+    return original is None or isinstance(original, DomainError)
+
+
+class CoursegenSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        request_id = getattr(getattr(execution_context, "context", None), "request_id", None)
+        for error in errors:
+            if is_client_error(error):
+                continue
+            log.error(
+                "unexpected error in %s: %s",
+                ".".join(str(p) for p in error.path or []) or "operation",
+                error.message,
+                exc_info=error.original_error,
+                extra={"request_id": request_id},
+            )
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    extensions: list[Any] = [
+        lambda: MaskErrors(
+            should_mask_error=lambda error: not is_client_error(error),
+            error_message=MASKED_MESSAGE,
+        )
+    ]
+    return CoursegenSchema(
+        query=Query,
+        mutation=Mutation,
+        # Error types reached only through the UserError interface must still be in the schema.
+        types=[
+            InvalidInputError,
+            NotFoundError,
+            ForbiddenError,
+            UnauthenticatedError,
+            VersionConflictError,
+            EmailTakenError,
+            InvalidCredentialsError,
+        ],
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=settings.is_production),
+    )

@@ -1,0 +1,73 @@
+"""Expected failures as data: every mutation returns its success type or one of these."""
+
+from __future__ import annotations
+
+import strawberry
+
+import schema.enums  # noqa: F401  -- names the domain enums for GraphQL before use
+from services.errors import DomainError, ErrorCode
+
+
+@strawberry.interface(description="A failure the client can act on; `code` is stable.")
+class UserError:
+    code: ErrorCode
+    message: str
+    field: str | None = strawberry.field(
+        default=None, description="The input field at fault, as a dotted path."
+    )
+
+
+@strawberry.type
+class InvalidInputError(UserError):
+    pass
+
+
+@strawberry.type
+class NotFoundError(UserError):
+    pass
+
+
+@strawberry.type
+class ForbiddenError(UserError):
+    pass
+
+
+@strawberry.type
+class UnauthenticatedError(UserError):
+    pass
+
+
+@strawberry.type
+class VersionConflictError(UserError):
+    current_version: int
+
+
+@strawberry.type
+class EmailTakenError(UserError):
+    pass
+
+
+@strawberry.type
+class InvalidCredentialsError(UserError):
+    pass
+
+
+_BY_CODE: dict[ErrorCode, type[UserError]] = {
+    ErrorCode.INVALID_INPUT: InvalidInputError,
+    ErrorCode.NOT_FOUND: NotFoundError,
+    ErrorCode.FORBIDDEN: ForbiddenError,
+    ErrorCode.UNAUTHENTICATED: UnauthenticatedError,
+    ErrorCode.EMAIL_TAKEN: EmailTakenError,
+    ErrorCode.INVALID_CREDENTIALS: InvalidCredentialsError,
+}
+
+
+def user_error(error: DomainError) -> UserError:
+    if error.code is ErrorCode.VERSION_CONFLICT:
+        return VersionConflictError(
+            code=error.code,
+            message=error.message,
+            field=error.field,
+            current_version=error.current_version or 0,
+        )
+    return _BY_CODE[error.code](code=error.code, message=error.message, field=error.field)

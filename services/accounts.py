@@ -1,0 +1,178 @@
+"""Sign-up, log-in, refresh-token rotation, log-out, and who the viewer is."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, EmailStr, Field, field_validator
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models import AuthSession, RefreshToken, User, UserRole, UserTier
+from services import tokens
+from services.errors import DomainError, ErrorCode
+from services.passwords import hash_password, needs_rehash, verify_password
+from services.validation import clean_text, validated
+from settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The authenticated user of one request."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    email: str
+    display_name: str
+    tier: UserTier
+    role: UserRole
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+
+
+class SignUpData(BaseModel):
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=10, max_length=256)
+    display_name: str = Field(min_length=1, max_length=100)
+
+    @field_validator("display_name", mode="before")
+    @classmethod
+    def _clean(cls, value: object) -> object:
+        return clean_text(value) if isinstance(value, str) else value
+
+
+class LogInData(BaseModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=256)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _bad_credentials() -> DomainError:
+    # One message for unknown email and wrong password: no account enumeration.
+    return DomainError(ErrorCode.INVALID_CREDENTIALS, "The email or password is not correct.")
+
+
+async def _issue(settings: Settings, user: User, session: AuthSession) -> TokenPair:
+    token, token_hash = tokens.new_refresh_token()
+    await RefreshToken.create(
+        session_id=session.id,
+        token_hash=token_hash,
+        expires_at=_now() + timedelta(seconds=settings.refresh_token_ttl_seconds),
+    )
+    access = tokens.issue_access_token(
+        key=settings.signing_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        user_id=user.id,
+        session_id=session.id,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    return TokenPair(access, token, settings.access_token_ttl_seconds, user)
+
+
+async def sign_up(settings: Settings, email: str, password: str, display_name: str) -> TokenPair:
+    data = validated(
+        SignUpData, {"email": email.strip(), "password": password, "display_name": display_name}
+    )
+    normalized = data.email.lower()
+    password_hash = hash_password(data.password)
+    try:
+        async with in_transaction():
+            if await User.filter(email=normalized).exists():
+                raise DomainError(
+                    ErrorCode.EMAIL_TAKEN, "An account with this email exists.", field="email"
+                )
+            user = await User.create(
+                email=normalized, password_hash=password_hash, display_name=data.display_name
+            )
+            session = await AuthSession.create(user_id=user.id)
+            return await _issue(settings, user, session)
+    except IntegrityError:  # a concurrent sign-up with the same email won the race
+        raise DomainError(
+            ErrorCode.EMAIL_TAKEN, "An account with this email exists.", field="email"
+        ) from None
+
+
+async def log_in(settings: Settings, email: str, password: str) -> TokenPair:
+    data = validated(LogInData, {"email": email.strip(), "password": password})
+    user = await User.get_or_none(email=data.email.lower())
+    if not verify_password(user.password_hash if user else None, data.password) or user is None:
+        raise _bad_credentials()
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(data.password)
+        await user.save(update_fields=["password_hash"])
+    async with in_transaction():
+        session = await AuthSession.create(user_id=user.id)
+        return await _issue(settings, user, session)
+
+
+async def refresh(settings: Settings, token: str) -> TokenPair:
+    """Rotate a refresh token. Reuse of a rotated one revokes the whole session."""
+    if not token or len(token) > 512:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "The refresh token is not valid.")
+    now = _now()
+    async with in_transaction():
+        row = (
+            await RefreshToken.filter(token_hash=tokens.hash_refresh_token(token))
+            .select_for_update()
+            .select_related("session", "session__user")
+            .first()
+        )
+        if row is None or row.expires_at <= now or row.session.revoked_at is not None:
+            raise DomainError(ErrorCode.UNAUTHENTICATED, "The refresh token is not valid.")
+        if row.used_at is None:
+            row.used_at = now
+            await row.save(update_fields=["used_at"])
+            return await _issue(settings, row.session.user, row.session)
+        if now - row.used_at <= timedelta(seconds=settings.refresh_reuse_grace_seconds):
+            # A retry after a lost response on a flaky network: answer it, same session.
+            return await _issue(settings, row.session.user, row.session)
+        # A rotated token presented again: it may have been stolen. End the whole session,
+        # committed before the error is raised.
+        await AuthSession.filter(id=row.session_id).update(
+            revoked_at=now, revoked_reason="refresh_reuse"
+        )
+    raise DomainError(
+        ErrorCode.UNAUTHENTICATED,
+        "This refresh token was already used; the session has been signed out everywhere.",
+    )
+
+
+async def log_out(viewer: Viewer) -> None:
+    await AuthSession.filter(id=viewer.session_id, revoked_at=None).update(
+        revoked_at=_now(), revoked_reason="logout"
+    )
+
+
+async def viewer_from_access_token(settings: Settings, token: str) -> Viewer:
+    """Verify the token and that its session is still live (one SQL statement)."""
+    claims = tokens.decode_access_token(
+        token, key=settings.signing_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    session = (
+        await AuthSession.filter(id=claims.session_id, user_id=claims.user_id, revoked_at=None)
+        .select_related("user")
+        .first()
+    )
+    if session is None:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "The session has ended; log in again.")
+    user = session.user
+    return Viewer(
+        id=user.id,
+        session_id=session.id,
+        email=user.email,
+        display_name=user.display_name,
+        tier=user.tier,
+        role=user.role,
+    )

@@ -1,0 +1,79 @@
+"""Access tokens (JWT, HS256 pinned) and opaque refresh tokens (stored hashed)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from services.errors import DomainError, ErrorCode
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    expires_at: int
+
+
+def issue_access_token(
+    *,
+    key: str,
+    issuer: str,
+    audience: str,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    ttl_seconds: int,
+) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "iss": issuer,
+        "aud": audience,
+        "typ": "access",
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, *, key: str, issuer: str, audience: str) -> AccessClaims:
+    """Verify signature, algorithm, expiry, issuer and audience; raise UNAUTHENTICATED if not."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            options={"require": ["exp", "iat", "sub", "sid", "iss", "aud"]},
+        )
+        if claims.get("typ") != "access":
+            raise jwt.InvalidTokenError("not an access token")
+        return AccessClaims(
+            user_id=uuid.UUID(claims["sub"]),
+            session_id=uuid.UUID(claims["sid"]),
+            expires_at=int(claims["exp"]),
+        )
+    except jwt.ExpiredSignatureError:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "The access token has expired.") from None
+    except (jwt.InvalidTokenError, ValueError, TypeError):
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "The access token is not valid.") from None
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A fresh opaque token and the hash under which it is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    # The token has 256 bits of entropy, so a fast hash is enough (no brute force possible).
+    return hashlib.sha256(token.encode()).hexdigest()
