@@ -1,0 +1,121 @@
+"""Test set-up: one database per run (SQLite, or PostgreSQL when COURSEGEN_TEST_DATABASE_URL is
+set), migrations applied, every table emptied after each test, and the app over ASGI.
+
+`scripts/test` runs the suite twice: on SQLite with in-process adapters, and on PostgreSQL with
+Redis. With COURSEGEN_TEST_REQUIRE_SERVICES=1 (CI), a missing PostgreSQL or Redis fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+from tortoise import connections
+
+from app import create_app
+from models import db
+from settings import Settings
+
+POSTGRES_URL = os.environ.get("COURSEGEN_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("COURSEGEN_TEST_REDIS_URL")
+
+TABLES = [
+    "bookmarks",
+    "notes",
+    "topic_progress",
+    "generation_jobs",
+    "topics",
+    "subjects",
+    "course_members",
+    "courses",
+    "refresh_tokens",
+    "auth_sessions",
+    "users",
+]
+
+
+def pytest_report_header() -> str:
+    backend = "PostgreSQL" if POSTGRES_URL else "SQLite"
+    return f"coursegen: database {backend}; redis {'on' if REDIS_URL else 'off (in-process)'}"
+
+
+async def _create_postgres_database(base_url: str) -> tuple[str, str]:
+    parts = urlsplit(base_url)
+    name = f"coursegen_test_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(base_url.replace("postgres://", "postgresql://", 1))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return name, urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _drop_postgres_database(base_url: str, name: str) -> None:
+    admin = await asyncpg.connect(base_url.replace("postgres://", "postgresql://", 1))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
+    data_dir: Path = tmp_path_factory.mktemp("data")
+    created: str | None = None
+    if POSTGRES_URL:
+        created, url = await _create_postgres_database(POSTGRES_URL)
+    else:
+        url = f"sqlite://{data_dir / 'test.sqlite3'}"
+    if REDIS_URL:
+        import redis.asyncio as redis
+
+        client = redis.from_url(REDIS_URL)
+        try:
+            assert await client.ping()
+        finally:
+            await client.aclose()
+    test_settings = Settings(
+        COURSEGEN_ENV="test",
+        COURSEGEN_DATA_DIR=data_dir,
+        DATABASE_URL=url,
+        REDIS_URL=REDIS_URL,
+        SECRET_KEY="test-secret-key-that-is-long-enough-0123456789",
+    )
+    await db.apply_migrations(test_settings)
+    await db.connect(test_settings)
+    try:
+        yield test_settings
+    finally:
+        await db.close()
+        if created and POSTGRES_URL:
+            await _drop_postgres_database(POSTGRES_URL, created)
+
+
+@pytest.fixture(autouse=True)
+async def _empty_tables(settings: Settings) -> AsyncIterator[None]:
+    yield
+    connection = connections.get("default")
+    if settings.uses_sqlite:
+        for table in TABLES:
+            await connection.execute_query(f"DELETE FROM {table}")  # noqa: S608 -- fixed names
+    else:
+        await connection.execute_query(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Starlette:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http

@@ -1,0 +1,136 @@
+"""Helpers shared by the tests: GraphQL calls, users, course trees, SQL statement counting."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from models import Course, CourseStatus, Subject, Topic
+from services.ranks import rank_after
+
+
+async def gql(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
+    """POST a GraphQL operation; returns the whole JSON body."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+SIGN_UP = """
+mutation SignUp($input: SignUpInput!) {
+  signUp(input: $input) {
+    __typename
+    ... on AuthSuccess { accessToken refreshToken expiresIn user { id email displayName tier role } }
+    ... on UserError { code message field }
+  }
+}
+"""
+
+
+@dataclass
+class TestUser:
+    id: uuid.UUID
+    email: str
+    token: str
+    refresh_token: str
+    password: str = "correct horse battery staple"
+
+
+async def sign_up(client: httpx.AsyncClient, email: str | None = None) -> TestUser:
+    email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+    password = "correct horse battery staple"
+    body = await gql(
+        client,
+        SIGN_UP,
+        {"input": {"email": email, "password": password, "displayName": email.split("@")[0]}},
+    )
+    result = body["data"]["signUp"]
+    assert result["__typename"] == "AuthSuccess", body
+    return TestUser(
+        id=uuid.UUID(result["user"]["id"]),
+        email=email,
+        token=result["accessToken"],
+        refresh_token=result["refreshToken"],
+        password=password,
+    )
+
+
+@dataclass
+class Tree:
+    course_id: uuid.UUID
+    subject_ids: list[uuid.UUID] = field(default_factory=list)
+    topic_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+async def make_course(
+    owner_id: uuid.UUID, title: str = "A course", subjects: int = 2, topics: int = 3
+) -> Tree:
+    """A ready course with a syllabus, written straight to the database (fast set-up)."""
+    course = await Course.create(owner_id=owner_id, title=title, status=CourseStatus.READY)
+    tree = Tree(course_id=course.id)
+    subject_rank = None
+    for s in range(subjects):
+        subject_rank = rank_after(subject_rank)
+        subject = await Subject.create(
+            course_id=course.id, rank=subject_rank, title=f"Subject {s}", summary=""
+        )
+        tree.subject_ids.append(subject.id)
+        topic_rank = None
+        rows = []
+        for t in range(topics):
+            topic_rank = rank_after(topic_rank)
+            rows.append(
+                Topic(
+                    id=uuid.uuid4(),
+                    subject_id=subject.id,
+                    course_id=course.id,
+                    rank=topic_rank,
+                    title=f"Topic {s}.{t}",
+                    content="Some content",
+                )
+            )
+        await Topic.bulk_create(rows)
+        tree.topic_ids.extend(row.id for row in rows)
+    return tree
+
+
+class _Counter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        # Tortoise logs each statement it sends; connection set-up lines are not statements.
+        if not message.startswith(("Created connection", "Closed connection")):
+            self.statements.append(message)
+
+
+@contextmanager
+def count_statements() -> Iterator[list[str]]:
+    """Collect every SQL statement Tortoise sends while the block runs."""
+    logger = logging.getLogger("tortoise.db_client")
+    handler = _Counter()
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.statements
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
