@@ -42,6 +42,16 @@ async def _seed_demo() -> None:
     print("demo account created" if created else "database not empty; nothing seeded")
 
 
+def _export_schema() -> None:
+    from pathlib import Path
+
+    from schema import build_schema
+    from settings import Settings
+
+    Path("schema.graphql").write_text(str(build_schema(Settings())) + "\n")
+    print("wrote schema.graphql")
+
+
 def _serve(host: str, port: int) -> None:
     import uvicorn
 
@@ -61,6 +71,7 @@ def main() -> None:
     sub.add_parser("migrate", help="apply the database migrations")
     sub.add_parser("makemigrations", help="write a migration for model changes")
     sub.add_parser("seed-demo", help="seed the demo account into an empty database")
+    sub.add_parser("export-schema", help="write the GraphQL schema to schema.graphql")
     serve = sub.add_parser("serve", help="run the web service")
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -71,6 +82,8 @@ def main() -> None:
         _makemigrations()
     elif args.command == "seed-demo":
         asyncio.run(_seed_demo())
+    elif args.command == "export-schema":
+        _export_schema()
     else:
         _serve(args.host, args.port)
 

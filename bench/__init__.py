@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): a bulk dataset builder and the dashboard load script."""
