@@ -55,6 +55,13 @@ def _export_schema() -> None:
 def _serve(host: str, port: int) -> None:
     import uvicorn
 
+    from settings import Settings, SettingsError
+
+    try:
+        Settings()  # fail with the reason, not a traceback, when the configuration cannot run
+    except SettingsError as error:
+        sys.exit(f"coursegen cannot start: {error}")
+
     uvicorn.run(
         "app:create_app",
         factory=True,
