@@ -1,7 +1,15 @@
 """Tortoise ORM models, one module per aggregate, and the database lifecycle (`models.db`)."""
 
 from models.accounts import AuthSession, RefreshToken, User, UserRole, UserTier
-from models.courses import Course, CourseLevel, CourseMember, CourseStatus, MemberRole, Subject, Topic
+from models.courses import (
+    Course,
+    CourseLevel,
+    CourseMember,
+    CourseStatus,
+    MemberRole,
+    Subject,
+    Topic,
+)
 from models.generation import GenerationJob, JobStatus
 from models.learning import Bookmark, Note, TopicProgress
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from enum import StrEnum
 
 from tortoise import fields
@@ -41,6 +43,7 @@ class AuthSession(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="sessions", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID  # set by Tortoise; declared for type checkers
     created_at = fields.DatetimeField(auto_now_add=True)
     revoked_at = fields.DatetimeField(null=True)
     revoked_reason = fields.CharField(max_length=32, null=True)
@@ -57,6 +60,7 @@ class RefreshToken(Model):
     session: fields.ForeignKeyRelation[AuthSession] = fields.ForeignKeyField(
         "models.AuthSession", related_name="refresh_tokens", on_delete=fields.CASCADE
     )
+    session_id: uuid.UUID  # set by Tortoise; declared for type checkers
     token_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from enum import StrEnum
 
 from tortoise import fields
@@ -33,6 +35,7 @@ class Course(Model):
     owner: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.User", related_name="courses", on_delete=fields.CASCADE
     )
+    owner_id: uuid.UUID  # set by Tortoise; declared for type checkers
     title = fields.CharField(max_length=200)
     description = fields.TextField(default="")
     level = fields.CharEnumField(CourseLevel, default=CourseLevel.BEGINNER, max_length=16)
@@ -60,9 +63,11 @@ class CourseMember(Model):
     course: fields.ForeignKeyRelation[Course] = fields.ForeignKeyField(
         "models.Course", related_name="members", on_delete=fields.CASCADE
     )
+    course_id: uuid.UUID  # set by Tortoise; declared for type checkers
     user: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.User", related_name="memberships", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID  # set by Tortoise; declared for type checkers
     role = fields.CharEnumField(MemberRole, default=MemberRole.VIEWER, max_length=16)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -77,6 +82,7 @@ class Subject(Model):
     course: fields.ForeignKeyRelation[Course] = fields.ForeignKeyField(
         "models.Course", related_name="subjects", on_delete=fields.CASCADE
     )
+    course_id: uuid.UUID  # set by Tortoise; declared for type checkers
     # Fractional index (compared as bytes): inserting between two never renumbers siblings.
     rank = fields.CharField(max_length=64)
     title = fields.CharField(max_length=200)
@@ -94,13 +100,15 @@ class Topic(Model):
     subject: fields.ForeignKeyRelation[Subject] = fields.ForeignKeyField(
         "models.Subject", related_name="topics", on_delete=fields.CASCADE
     )
+    subject_id: uuid.UUID  # set by Tortoise; declared for type checkers
     # Denormalised so authorization and sync scopes need no join through subjects.
     course: fields.ForeignKeyRelation[Course] = fields.ForeignKeyField(
         "models.Course", related_name="topics", on_delete=fields.CASCADE
     )
+    course_id: uuid.UUID  # set by Tortoise; declared for type checkers
     rank = fields.CharField(max_length=64)
     title = fields.CharField(max_length=200)
-    objectives = fields.JSONField(default=list)
+    objectives: fields.JSONField[list[str]] = fields.JSONField(default=list)
     content = fields.TextField(default="")
     estimated_minutes = fields.IntField(default=10)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from enum import StrEnum
 
 from tortoise import fields
@@ -22,17 +24,19 @@ class GenerationJob(Model):
     course: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.Course", related_name="generation_jobs", on_delete=fields.CASCADE
     )
+    course_id: uuid.UUID  # set by Tortoise; declared for type checkers
     requester: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.User", related_name="generation_jobs", on_delete=fields.CASCADE
     )
+    requester_id: uuid.UUID  # set by Tortoise; declared for type checkers
     status = fields.CharEnumField(JobStatus, default=JobStatus.QUEUED, max_length=16)
     stage = fields.CharField(max_length=32, null=True)
     progress = fields.FloatField(default=0.0)
     attempts = fields.IntField(default=0)
     error_code = fields.CharField(max_length=64, null=True)
     error_message = fields.TextField(null=True)
-    request = fields.JSONField(default=dict)
-    models_used = fields.JSONField(default=list)
+    request: fields.JSONField[dict[str, object]] = fields.JSONField(default=dict)
+    models_used: fields.JSONField[list[str]] = fields.JSONField(default=list)
     tokens_in = fields.IntField(default=0)
     tokens_out = fields.IntField(default=0)
     cost_usd = fields.DecimalField(max_digits=12, decimal_places=6, default=0)

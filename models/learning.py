@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
@@ -12,9 +14,11 @@ class TopicProgress(Model):
     user: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.User", related_name="progress", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID  # set by Tortoise; declared for type checkers
     topic: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.Topic", related_name="progress", on_delete=fields.CASCADE
     )
+    topic_id: uuid.UUID  # set by Tortoise; declared for type checkers
     completed = fields.BooleanField(default=False)
     completed_at = fields.DatetimeField(null=True)
     score = fields.IntField(null=True)
@@ -31,9 +35,11 @@ class Note(Model):
     user: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.User", related_name="notes", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID  # set by Tortoise; declared for type checkers
     topic: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.Topic", related_name="notes", on_delete=fields.CASCADE
     )
+    topic_id: uuid.UUID  # set by Tortoise; declared for type checkers
     body = fields.TextField()
     version = fields.IntField(default=1)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -53,9 +59,11 @@ class Bookmark(Model):
     user: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.User", related_name="bookmarks", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID  # set by Tortoise; declared for type checkers
     topic: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.Topic", related_name="bookmarks", on_delete=fields.CASCADE
     )
+    topic_id: uuid.UUID  # set by Tortoise; declared for type checkers
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

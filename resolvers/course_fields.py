@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _context(info: Info) -> RequestContext:
-    return info.context  # type: ignore[no-any-return]
+    return info.context
 
 
 async def subjects(info: Info, course: CourseRecord) -> list[SubjectRecord]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _context(info: Info) -> RequestContext:
-    return info.context  # type: ignore[no-any-return]
+    return info.context
 
 
 def _viewer_id(info: Info) -> uuid.UUID:
@@ -61,9 +61,7 @@ async def update_course(
     info: Info, course_id: str, data: dict[str, Any], expected_version: int
 ) -> CourseRecord:
     viewer_id = _viewer_id(info)
-    return await courses.update_course(
-        viewer_id, parse_id(course_id, "id"), data, expected_version
-    )
+    return await courses.update_course(viewer_id, parse_id(course_id, "id"), data, expected_version)
 
 
 async def delete_course(info: Info, course_id: str) -> uuid.UUID:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _context(info: Info) -> RequestContext:
-    return info.context  # type: ignore[no-any-return]
+    return info.context
 
 
 def me(info: Info) -> Viewer | None:
@@ -39,7 +39,9 @@ async def courses(
     info: Info, *, first: int, after: str | None, flt: CourseFilter, order: CourseOrder
 ) -> tuple[uuid.UUID, CoursePage]:
     viewer = _context(info).require_viewer()
-    page = await course_reads.list_courses(viewer.id, first=first, after=after, flt=flt, order=order)
+    page = await course_reads.list_courses(
+        viewer.id, first=first, after=after, flt=flt, order=order
+    )
     return viewer.id, page
 
 

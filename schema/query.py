@@ -13,7 +13,6 @@ from schema.types import Course, CourseEdge, Me, PageInfo
 from services.course_reads import CourseFilter, CourseOrder, CoursePage
 
 
-
 @strawberry.input
 class CourseFilterInput:
     status: CourseStatus | None = None
@@ -83,5 +82,7 @@ class Query:
             level=filter.level if filter else None,
             search=filter.search if filter else None,
         )
-        user_id, page = await queries.courses(info, first=first, after=after, flt=flt, order=order_by)
+        user_id, page = await queries.courses(
+            info, first=first, after=after, flt=flt, order=order_by
+        )
         return CourseConnection(page=page, user_id=user_id, flt=flt)

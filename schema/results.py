@@ -155,7 +155,11 @@ ShareCourseResult = Annotated[
     strawberry.union("ShareCourseResult"),
 ]
 UnshareCourseResult = Annotated[
-    UnshareCourseSuccess | InvalidInputError | NotFoundError | ForbiddenError | UnauthenticatedError,
+    UnshareCourseSuccess
+    | InvalidInputError
+    | NotFoundError
+    | ForbiddenError
+    | UnauthenticatedError,
     strawberry.union("UnshareCourseResult"),
 ]
 CompleteTopicResult = Annotated[
@@ -175,7 +179,11 @@ UnbookmarkTopicResult = Annotated[
     strawberry.union("UnbookmarkTopicResult"),
 ]
 SaveNoteResult = Annotated[
-    SaveNoteSuccess | InvalidInputError | NotFoundError | VersionConflictError | UnauthenticatedError,
+    SaveNoteSuccess
+    | InvalidInputError
+    | NotFoundError
+    | VersionConflictError
+    | UnauthenticatedError,
     strawberry.union("SaveNoteResult"),
 ]
 DeleteNoteResult = Annotated[

@@ -7,8 +7,8 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from models import CourseLevel, CourseStatus, MemberRole, UserRole, UserTier
 import schema.enums  # noqa: F401  -- names the domain enums for GraphQL before use
+from models import CourseLevel, CourseStatus, MemberRole, UserRole, UserTier
 from resolvers import course_fields
 from services.permissions import Access
 from services.records import (
@@ -20,7 +20,6 @@ from services.records import (
     TopicRecord,
     UserRecord,
 )
-
 
 
 @strawberry.type

@@ -140,7 +140,7 @@ async def refresh(settings: Settings, token: str) -> TokenPair:
             return await _issue(settings, row.session.user, row.session)
         # A rotated token presented again: it may have been stolen. End the whole session,
         # committed before the error is raised.
-        await AuthSession.filter(id=row.session_id).update(
+        await AuthSession.filter(id=row.session.id).update(
             revoked_at=now, revoked_reason="refresh_reuse"
         )
     raise DomainError(

@@ -145,9 +145,8 @@ async def courses_by_ids(
     user_id: uuid.UUID, ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, CourseRecord]:
     """The courses among `ids` that the user may see."""
-    rows = (
-        await Course.filter(visible_courses_q(user_id), id__in=list(ids))
-        .values(*CourseRecord.FIELDS)
+    rows = await Course.filter(visible_courses_q(user_id), id__in=list(ids)).values(
+        *CourseRecord.FIELDS
     )
     return {row["id"]: CourseRecord(**row) for row in rows}
 
@@ -198,9 +197,7 @@ async def users_by_ids(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, UserRecord]:
 
 async def topic_by_id(topic_id: uuid.UUID) -> TopicRecord:
     """One topic with its position among its siblings (one statement)."""
-    siblings = Topic.filter(
-        subject_id__in=Subquery(Topic.filter(id=topic_id).values("subject_id"))
-    )
+    siblings = Topic.filter(subject_id__in=Subquery(Topic.filter(id=topic_id).values("subject_id")))
     records = _by_rank([TopicRecord(**row) for row in await siblings.values(*TopicRecord.FIELDS)])
     for record in records:
         if record.id == topic_id:

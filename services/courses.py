@@ -55,7 +55,9 @@ class CourseChanges(_Clean):
     title: str | None = OPTIONAL_TITLE
     description: str | None = Field(default=None, max_length=5000)
     level: CourseLevel | None = None
-    language: str | None = Field(default=None, min_length=2, max_length=16, pattern=LANGUAGE_PATTERN)
+    language: str | None = Field(
+        default=None, min_length=2, max_length=16, pattern=LANGUAGE_PATTERN
+    )
 
 
 class SubjectDraft(_Clean):
@@ -201,7 +203,7 @@ async def _subject_with_access(
         raise not_found("subject", field=field)
     try:
         course, access = await course_access(
-            subject.course_id,  # type: ignore[attr-defined]
+            subject.course_id,
             user_id,
             for_update=True,
         )
@@ -219,7 +221,7 @@ async def topic_with_access(
         raise not_found("topic", field="topicId")
     try:
         course, access = await course_access(
-            topic.course_id,  # type: ignore[attr-defined]
+            topic.course_id,
             user_id,
             for_update=for_update,
         )
@@ -236,9 +238,7 @@ async def add_topic(
 ) -> TopicRecord:
     draft = validated(TopicDraft, data, prefix="input.")
     async with in_transaction():
-        subject, course, access = await _subject_with_access(
-            user_id, subject_id, "input.subjectId"
-        )
+        subject, course, access = await _subject_with_access(user_id, subject_id, "input.subjectId")
         require_edit(access)
         siblings = sorted(
             await Topic.filter(subject_id=subject_id).values("id", "rank"),
@@ -271,9 +271,7 @@ async def update_topic(
 
 
 async def _position_of(topic: Topic) -> int:
-    ranks = await Topic.filter(subject_id=topic.subject_id).values_list(  # type: ignore[attr-defined]
-        "rank", flat=True
-    )
+    ranks = await Topic.filter(subject_id=topic.subject_id).values_list("rank", flat=True)
     mine = sort_key(topic.rank)
     return sum(1 for rank in ranks if sort_key(str(rank)) < mine)
 
@@ -314,7 +312,7 @@ async def move_topic(
         else:
             rank, position = _rank_after_sibling(siblings, after_topic_id, "input.afterTopicId")
         await Topic.filter(id=topic.id).update(subject_id=subject_id, rank=rank, updated_at=_now())
-        topic.subject_id = subject_id  # type: ignore[attr-defined]
+        topic.subject_id = subject_id
         topic.rank = rank
         await _bump(course)
         return _topic_record(topic, position)

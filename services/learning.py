@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ def _now() -> datetime:
 
 def _progress_record(row: TopicProgress) -> ProgressRecord:
     return ProgressRecord(
-        topic_id=row.topic_id,  # type: ignore[attr-defined]
+        topic_id=row.topic_id,
         completed=row.completed,
         completed_at=row.completed_at,
         score=row.score,
@@ -80,7 +81,7 @@ async def save_note(
         note = None
         if note_id is not None:
             note = await Note.filter(id=note_id).select_for_update().first()
-            if note is not None and (note.user_id != user_id or note.deleted_at):  # type: ignore[attr-defined]
+            if note is not None and (note.user_id != user_id or note.deleted_at):
                 raise not_found("note", field="input.noteId")
         if note is None:
             if topic_id is None:
@@ -123,10 +124,9 @@ async def set_bookmark(user_id: uuid.UUID, topic_id: uuid.UUID, bookmarked: bool
         return
     if await Bookmark.filter(user_id=user_id, topic_id=topic_id).exists():
         return
-    try:
+    # A concurrent bookmark of the same topic may win the unique index: the outcome is the same.
+    with contextlib.suppress(IntegrityError):
         await Bookmark.create(user_id=user_id, topic_id=topic_id)
-    except IntegrityError:
-        pass  # a concurrent bookmark of the same topic: the outcome is the same
 
 
 async def progress_by_topic_ids(

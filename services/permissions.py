@@ -24,7 +24,7 @@ def visible_courses_q(user_id: uuid.UUID) -> Q:
 
 
 def access_of(course: Course, user_id: uuid.UUID, member_role: str | None) -> Access | None:
-    if course.owner_id == user_id:  # type: ignore[attr-defined]
+    if course.owner_id == user_id:
         return Access.OWNER
     if member_role == MemberRole.EDITOR:
         return Access.EDITOR
@@ -48,10 +48,11 @@ async def course_access(
     if course is None:
         raise not_found("course", field="id")
     role: str | None = None
-    if course.owner_id != user_id:  # type: ignore[attr-defined]
-        role = await CourseMember.filter(course_id=course_id, user_id=user_id).values_list(
+    if course.owner_id != user_id:
+        roles = await CourseMember.filter(course_id=course_id, user_id=user_id).values_list(
             "role", flat=True
-        ).first()  # type: ignore[assignment]
+        )
+        role = str(roles[0]) if roles else None
     access = access_of(course, user_id, role)
     if access is None:
         raise not_found("course", field="id")

@@ -21,7 +21,7 @@ from tortoise import connections
 
 from app import create_app
 from models import db
-from settings import Settings
+from settings import Environment, Settings
 
 POSTGRES_URL = os.environ.get("COURSEGEN_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("COURSEGEN_TEST_REDIS_URL")
@@ -82,7 +82,7 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
         finally:
             await client.aclose()
     test_settings = Settings(
-        COURSEGEN_ENV="test",
+        COURSEGEN_ENV=Environment.TEST,
         COURSEGEN_DATA_DIR=data_dir,
         DATABASE_URL=url,
         REDIS_URL=REDIS_URL,

@@ -65,7 +65,7 @@ async def test_dashboard_statement_count_is_constant(
         sum(len(s["topics"]) for e in page["edges"] for s in e["node"]["subjects"]) == 6 * courses
     )
     topics = [t for e in page["edges"] for s in e["node"]["subjects"] for t in s["topics"]]
-    marked = [t for t in topics if t["id"] == str(first_topic)][0]
+    marked = next(t for t in topics if t["id"] == str(first_topic))
     assert marked["progress"] == {"completed": True, "score": 90}
     assert marked["bookmarked"] is True
     assert marked["notes"] == [{"body": "remember this"}]
