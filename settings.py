@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
 
+    # Course generation: in-process workers (embedded) and the pipeline's bounds.
+    generation_workers: int = Field(default=2, ge=1, le=64)
+    generation_topic_concurrency: int = Field(default=8, ge=1, le=256)
+    generation_global_concurrency: int = Field(default=32, ge=1, le=4096)
+    generation_max_attempts: int = Field(default=3, ge=1, le=20)
+    generation_claim_idle_seconds: float = Field(default=30.0, gt=0)
+    # Simulated latency of each offline-writer call, for demos and benchmarks.
+    offline_writer_latency_ms: int = Field(default=0, ge=0, alias="COURSEGEN_OFFLINE_LATENCY_MS")
+    # Model endpoints and router policy: JSON, or a path to a JSON file (see ai/config.py).
+    # Unset: the offline deterministic course writer.
+    models: str | None = Field(default=None, alias="COURSEGEN_MODELS")
+
     auto_migrate: bool | None = Field(default=None, alias="COURSEGEN_AUTO_MIGRATE")
     seed_demo: bool | None = Field(default=None, alias="COURSEGEN_SEED_DEMO")
 

@@ -7,9 +7,12 @@ service run, demo and be tested with no network and no keys.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
-from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ai.writer import CourseRequest, Outline, OutlineSubject, Requester, TopicContent, Usage
 
 MODEL_NAME = "offline-course-writer"
 
@@ -43,30 +46,13 @@ _TOPIC_PATTERNS = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class CourseRequest:
-    topic: str
-    audience: str = "curious learners"
-    level: str = "beginner"
-    language: str = "en"
-    subject_count: int = 4
-    topics_per_subject: int = 4
-
-
-@dataclass(slots=True)
-class OutlineSubject:
-    title: str
-    summary: str
-    topics: list[str] = field(default_factory=list)
-
-
 def _rng(*parts: str) -> random.Random:
     seed = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return random.Random(int.from_bytes(seed[:8], "big"))
 
 
-def write_outline(request: CourseRequest) -> list[OutlineSubject]:
-    """Subjects with their topic titles, in order."""
+def outline_for(request: CourseRequest) -> Outline:
+    """Subjects with their topic titles, in order; the same request gives the same outline."""
     rng = _rng("outline", request.topic, request.level, request.audience)
     patterns = rng.sample(_SUBJECT_PATTERNS, k=min(request.subject_count, len(_SUBJECT_PATTERNS)))
     subjects = []
@@ -77,31 +63,34 @@ def write_outline(request: CourseRequest) -> list[OutlineSubject]:
         )
         subjects.append(
             OutlineSubject(
-                title=f"{index}. {title}",
+                title=f"{index}. {title}"[:200],
                 summary=(
                     f"Part {index} of a {request.level} course on {request.topic} for "
                     f"{request.audience}."
-                ),
-                topics=[p.format(subject=title.lower()) for p in topic_patterns],
+                )[:2000],
+                topics=[p.format(subject=title.lower())[:200] for p in topic_patterns],
             )
         )
-    return subjects
+    return Outline(subjects=subjects)
 
 
-def write_topic(request: CourseRequest, subject: str, topic: str) -> tuple[str, list[str], int]:
+def topic_for(request: CourseRequest, subject: str, topic: str) -> TopicContent:
     """Markdown content, learning objectives and estimated minutes for one topic."""
     rng = _rng("topic", request.topic, request.level, subject, topic)
-    minutes = rng.choice([10, 15, 20, 25, 30])
     objectives = [
         f"Explain {topic.lower()} in your own words",
         f"Apply it to a small {request.topic} problem",
         f"Recognise when it matters for {request.audience}",
     ][: rng.randint(2, 3)]
+    steps = [
+        f"{n}. Step {n}: look at the example, predict the result, then check it."
+        for n in range(1, rng.randint(3, 5) + 1)
+    ]
     body = "\n".join(
         [
             f"## {topic}",
             "",
-            f"*{subject}* — a {request.level} lesson on **{request.topic}** for "
+            f"*{subject}* - a {request.level} lesson on **{request.topic}** for "
             f"{request.audience}. (Written offline by `{MODEL_NAME}`.)",
             "",
             "### Why it matters",
@@ -109,11 +98,51 @@ def write_topic(request: CourseRequest, subject: str, topic: str) -> tuple[str, 
             "saves time and avoids subtle mistakes.",
             "",
             "### Walk-through",
-            *[f"{n}. Step {n}: look at the example, predict the result, then check it."
-              for n in range(1, rng.randint(3, 5) + 1)],
+            *steps,
             "",
             "### Try it",
             f"Take a small example from your own {request.topic} work and apply the steps above.",
         ]
     )
-    return body, objectives, minutes
+    minutes = rng.choice([10, 15, 20, 25, 30])
+    return TopicContent(content=body, objectives=objectives, estimated_minutes=minutes)
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)  # the usual rough ratio; the offline writer costs nothing
+
+
+class OfflineCourseWriter:
+    """The embedded default `CourseWriter`, with an optional simulated latency per call."""
+
+    name = MODEL_NAME
+
+    def __init__(self, latency_seconds: float = 0.0) -> None:
+        self.latency_seconds = latency_seconds
+
+    async def _pause(self) -> None:
+        if self.latency_seconds > 0:
+            await asyncio.sleep(self.latency_seconds)
+
+    async def write_outline(
+        self, request: CourseRequest, requester: Requester, usage: Usage
+    ) -> Outline:
+        await self._pause()
+        outline = outline_for(request)
+        usage.add(
+            self.name, _tokens(request.topic) + 50, _tokens(outline.model_dump_json()), Decimal(0)
+        )
+        return outline
+
+    async def write_topic(
+        self,
+        request: CourseRequest,
+        subject: str,
+        topic: str,
+        requester: Requester,
+        usage: Usage,
+    ) -> TopicContent:
+        await self._pause()
+        content = topic_for(request, subject, topic)
+        usage.add(self.name, _tokens(subject + topic) + 50, _tokens(content.content), Decimal(0))
+        return content

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from ai.offline_writer import CourseRequest, write_outline, write_topic
+from ai.offline_writer import outline_for, topic_for
+from ai.writer import CourseRequest
 from models import Course, CourseLevel, CourseStatus, Subject, Topic, User, UserTier
 from services.passwords import hash_password
 from services.ranks import rank_after
@@ -45,7 +46,7 @@ async def _write_course(user: User, request: CourseRequest) -> None:
         status=CourseStatus.READY,
     )
     subject_rank = None
-    for outline in write_outline(request):
+    for outline in outline_for(request).subjects:
         subject_rank = rank_after(subject_rank)
         subject = await Subject.create(
             course_id=course.id, rank=subject_rank, title=outline.title, summary=outline.summary
@@ -54,16 +55,16 @@ async def _write_course(user: User, request: CourseRequest) -> None:
         topics = []
         for title in outline.topics:
             topic_rank = rank_after(topic_rank)
-            content, objectives, minutes = write_topic(request, outline.title, title)
+            written = topic_for(request, outline.title, title)
             topics.append(
                 Topic(
                     subject_id=subject.id,
                     course_id=course.id,
                     rank=topic_rank,
                     title=title,
-                    objectives=objectives,
-                    content=content,
-                    estimated_minutes=minutes,
+                    objectives=written.objectives,
+                    content=written.content,
+                    estimated_minutes=written.estimated_minutes,
                 )
             )
         await Topic.bulk_create(topics)
