@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-
 from enum import StrEnum
 
 from tortoise import fields

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -35,7 +35,7 @@ class GenerationJob(Model):
     attempts = fields.IntField(default=0)
     error_code = fields.CharField(max_length=64, null=True)
     error_message = fields.TextField(null=True)
-    request: fields.JSONField[dict[str, object]] = fields.JSONField(default=dict)
+    request: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     models_used: fields.JSONField[list[str]] = fields.JSONField(default=list)
     tokens_in = fields.IntField(default=0)
     tokens_out = fields.IntField(default=0)

@@ -9,11 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from generation.jobs import JobQueue
 from resolvers.loaders import Loaders
 from services import accounts
 from services.accounts import Viewer
 from services.errors import DomainError, ErrorCode
 from settings import Settings
+from subscriptions.progress_log import ProgressLog
 
 log = logging.getLogger("coursegen.auth")
 
@@ -24,6 +26,8 @@ class RequestContext:
     response: Response | WebSocket | None
     settings: Settings
     request_id: str
+    jobs: JobQueue
+    events: ProgressLog
     viewer: Viewer | None = None
     # Why a presented token was refused; None when no token was sent.
     auth_error: DomainError | None = None
@@ -53,6 +57,8 @@ async def build_context(
     settings: Settings,
     request_id: str,
     token: str | None,
+    jobs: JobQueue,
+    events: ProgressLog,
 ) -> RequestContext:
     viewer: Viewer | None = None
     auth_error: DomainError | None = None
@@ -67,6 +73,8 @@ async def build_context(
         response=response,
         settings=settings,
         request_id=request_id,
+        jobs=jobs,
+        events=events,
         viewer=viewer,
         auth_error=auth_error,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from models import CourseLevel, CourseStatus, MemberRole, UserRole, UserTier
+from models import CourseLevel, CourseStatus, JobStatus, MemberRole, UserRole, UserTier
 from services.course_reads import CourseOrder
 from services.errors import ErrorCode
 from services.permissions import Access
@@ -17,3 +17,4 @@ UserTierEnum = strawberry.enum(UserTier, name="UserTier")
 UserRoleEnum = strawberry.enum(UserRole, name="UserRole")
 CourseOrderEnum = strawberry.enum(CourseOrder, name="CourseOrder")
 CourseAccessEnum = strawberry.enum(Access, name="CourseAccess")
+JobStatusEnum = strawberry.enum(JobStatus, name="JobStatus")

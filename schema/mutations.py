@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from resolvers import mutations as resolve
 from schema.errors import user_error
+from schema.generation import GenerationMutation
 from schema.inputs import (
     AddSubjectInput,
     AddTopicInput,
@@ -102,7 +103,7 @@ def _id(value: object) -> strawberry.ID:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(GenerationMutation):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> SignUpResult:
         call = resolve.sign_up(info, input.email, input.password, input.display_name)

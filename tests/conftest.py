@@ -89,17 +89,23 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
         SECRET_KEY="test-secret-key-that-is-long-enough-0123456789",
     )
     await db.apply_migrations(test_settings)
-    await db.connect(test_settings)
     try:
         yield test_settings
     finally:
-        await db.close()
         if created and POSTGRES_URL:
             await _drop_postgres_database(POSTGRES_URL, created)
 
 
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The app with its lifespan running: database connected, job runner started."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
 @pytest.fixture(autouse=True)
-async def _empty_tables(settings: Settings) -> AsyncIterator[None]:
+async def _empty_tables(settings: Settings, app: Starlette) -> AsyncIterator[None]:
     yield
     connection = connections.get("default")
     if settings.uses_sqlite:
@@ -107,11 +113,6 @@ async def _empty_tables(settings: Settings) -> AsyncIterator[None]:
             await connection.execute_query(f"DELETE FROM {table}")  # noqa: S608 -- fixed names
     else:
         await connection.execute_query(f"TRUNCATE {', '.join(TABLES)} CASCADE")
-
-
-@pytest.fixture(scope="session")
-def app(settings: Settings) -> Starlette:
-    return create_app(settings)
 
 
 @pytest.fixture

@@ -24,4 +24,7 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
     ) -> RequestContext:
         request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
         token = bearer_token(request.headers.get("authorization"))
-        return await build_context(request, response, self.settings, request_id, token)
+        state = request.app.state
+        return await build_context(
+            request, response, self.settings, request_id, token, state.jobs, state.events
+        )

@@ -1,0 +1,1 @@
+"""Course generation: validated requests, jobs and their lifecycle, the pipeline, the runners."""
