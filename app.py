@@ -10,13 +10,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from ai.offline_writer import OfflineCourseWriter
-from generation.runner import InProcessJobRunner
 from models import db
+from runtime import web_runtime
 from schema import build_schema
 from services import demo
 from settings import Settings
-from subscriptions.progress_log import InProcessProgressLog
 from web import health
 from web.graphql_view import CoursegenGraphQL
 from web.logs import configure_logging
@@ -42,18 +40,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await db.connect(settings)
         if settings.should_seed_demo and await demo.seed_demo_account():
             log.info("seeded the demo account %s", demo.DEMO_EMAIL)
-        events = InProcessProgressLog()
-        writer = OfflineCourseWriter(latency_seconds=settings.offline_writer_latency_ms / 1000)
-        runner = InProcessJobRunner(settings, writer, events)
-        await runner.start()
-        app.state.events, app.state.jobs = events, runner
-        app.state.draining = False
         try:
-            yield
+            async with web_runtime(settings) as runtime:
+                app.state.runtime = runtime
+                app.state.events, app.state.jobs = runtime.events, runtime.jobs
+                app.state.draining = False
+                try:
+                    yield
+                finally:
+                    app.state.draining = True
         finally:
-            app.state.draining = True
-            await runner.stop()
-            await events.close()
             await db.close()
 
     routes = [

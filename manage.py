@@ -42,6 +42,37 @@ async def _seed_demo() -> None:
     print("demo account created" if created else "database not empty; nothing seeded")
 
 
+async def _work() -> None:
+    """A generation worker: takes jobs from the Redis queue until SIGTERM/SIGINT."""
+    import signal
+
+    from ai.writer import CourseWriter
+    from generation.redis_queue import RedisJobWorker
+    from models import db
+    from runtime import build_writer
+    from settings import Settings
+    from subscriptions.redis_client import connect_redis
+    from subscriptions.redis_progress_log import RedisProgressLog
+    from web.logs import configure_logging
+
+    configure_logging()
+    settings = Settings()
+    if not settings.redis_url:
+        sys.exit("The worker needs REDIS_URL; without it the web process runs jobs itself.")
+    client = connect_redis(settings.redis_url)
+    await db.connect(settings)
+    writer: CourseWriter = build_writer(settings, client)
+    worker = RedisJobWorker(client, settings, writer, RedisProgressLog(client))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await client.aclose()
+        await db.close()
+
+
 def _export_schema() -> None:
     from pathlib import Path
 
@@ -79,6 +110,7 @@ def main() -> None:
     sub.add_parser("makemigrations", help="write a migration for model changes")
     sub.add_parser("seed-demo", help="seed the demo account into an empty database")
     sub.add_parser("export-schema", help="write the GraphQL schema to schema.graphql")
+    sub.add_parser("worker", help="run generation jobs from the Redis queue")
     serve = sub.add_parser("serve", help="run the web service")
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -91,6 +123,8 @@ def main() -> None:
         asyncio.run(_seed_demo())
     elif args.command == "export-schema":
         _export_schema()
+    elif args.command == "worker":
+        asyncio.run(_work())
     else:
         _serve(args.host, args.port)
 

@@ -7,6 +7,7 @@ Redis. With COURSEGEN_TEST_REQUIRE_SERVICES=1 (CI), a missing PostgreSQL or Redi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -16,10 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
 from starlette.applications import Starlette
 from tortoise import connections
 
 from app import create_app
+from generation.redis_queue import RedisJobWorker
 from models import db
 from settings import Environment, Settings
 
@@ -74,11 +77,13 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
     else:
         url = f"sqlite://{data_dir / 'test.sqlite3'}"
     if REDIS_URL:
-        import redis.asyncio as redis
-
         client = redis.from_url(REDIS_URL)
         try:
             assert await client.ping()
+            # Queues and logs of earlier runs name jobs of databases that are gone.
+            for pattern in ("coursegen:jobs*", "coursegen:progress:*"):
+                async for key in client.scan_iter(match=pattern):
+                    await client.delete(key)
         finally:
             await client.aclose()
     test_settings = Settings(
@@ -98,10 +103,32 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    """The app with its lifespan running: database connected, job runner started."""
+    """The app with its lifespan running: database connected, jobs being worked.
+
+    With Redis, a `RedisJobWorker` runs beside it in this process (the code a `worker`
+    process runs), so jobs go through the real Redis Streams queue; `app.state.job_worker` is
+    whichever runs the jobs.
+    """
     application = create_app(settings)
     async with application.router.lifespan_context(application):
-        yield application
+        runtime = application.state.runtime
+        if runtime.redis is None:
+            application.state.job_worker = runtime.jobs
+            yield application
+            return
+        start_redis_worker(application, settings)
+        try:
+            yield application
+        finally:
+            application.state.job_worker.stop()
+            await asyncio.wait_for(application.state.job_worker_task, timeout=10)
+
+
+def start_redis_worker(application: Starlette, settings: Settings) -> None:
+    runtime = application.state.runtime
+    worker = RedisJobWorker(runtime.redis, settings, runtime.writer, runtime.events)
+    application.state.job_worker = worker
+    application.state.job_worker_task = asyncio.create_task(worker.run())
 
 
 @pytest.fixture(autouse=True)

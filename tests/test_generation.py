@@ -54,13 +54,13 @@ mutation($id: ID!) {
 @pytest.fixture
 def slow_writer(app: Starlette) -> Iterator[OfflineCourseWriter]:
     """Make the running app's writer take 0.3 s a call for the length of one test."""
-    runner: InProcessJobRunner = app.state.jobs
-    original = runner.writer
-    runner.writer = OfflineCourseWriter(latency_seconds=0.3)
+    worker = app.state.job_worker
+    original = worker.writer
+    worker.writer = OfflineCourseWriter(latency_seconds=0.3)
     try:
-        yield runner.writer
+        yield worker.writer
     finally:
-        runner.writer = original
+        worker.writer = original
 
 
 async def _generate(
@@ -99,7 +99,7 @@ async def test_a_requested_course_is_written_and_stored_whole(
     assert job["tokensIn"] > 0 and job["tokensOut"] > 0 and job["cost"] == 0
     assert job["attempts"] == 1 and job["progress"] == 1 and job["finishedAt"]
 
-    events = await app.state.events.read(uuid.UUID(result["job"]["id"]))
+    events = await app.state.runtime.events.read(uuid.UUID(result["job"]["id"]))
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     types = [e.type for e in events]
     assert types[:4] == ["queued", "started", "stage", "outline_ready"]

@@ -1,0 +1,284 @@
+"""Production job queue: Redis Streams consumer groups, worked by `worker` processes.
+
+- One stream per tier; a worker takes the entry with the smallest aged key (arrival time minus
+  the tier's head start), as the embedded runner does, so premium goes first and nobody starves.
+- A taken entry stays pending until the job ends (XACK). A worker keeps its entries fresh while
+  it works; when a worker dies (kill -9), its entries go idle and another worker takes them over
+  with XAUTOCLAIM after `generation_claim_idle_seconds`.
+- A job past its attempts is failed (ATTEMPTS_EXHAUSTED) and its entry moved to a dead-letter
+  stream, from which `replay_dead_letter` re-queues it once.
+- Cancellation is published on a channel every worker listens to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import ResponseError
+
+from ai.writer import CourseWriter
+from generation.pipeline import run_job
+from generation.runner import TIER_HEAD_START_SECONDS
+from models import GenerationJob, JobStatus
+from settings import Settings
+from subscriptions.progress_log import ProgressLog
+
+log = logging.getLogger("coursegen.generation")
+
+PREFIX = "coursegen:jobs"
+TIERS = ("premium", "standard", "free")
+GROUP = "workers"
+DEAD = f"{PREFIX}:dead"
+CANCEL_CHANNEL = f"{PREFIX}:cancel"
+
+
+def _stream(tier: str) -> str:
+    return f"{PREFIX}:{tier if tier in TIERS else 'free'}"
+
+
+def _ms(entry_id: bytes | str) -> int:
+    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(raw.split("-", 1)[0])
+
+
+class RedisJobQueue:
+    """The producer side, used by web processes: enqueue and cancel."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        # redis-py types replies as unions of raw protocol shapes; we decode them ourselves.
+        self.client: Any = client
+
+    async def enqueue(self, job_id: uuid.UUID, tier: str) -> None:
+        await self.client.xadd(_stream(tier), {"job": str(job_id)})
+
+    async def cancel(self, job_id: uuid.UUID) -> None:
+        await self.client.publish(CANCEL_CHANNEL, str(job_id))
+
+    async def depth(self) -> int:
+        total = 0
+        for tier in TIERS:
+            with contextlib.suppress(ResponseError):
+                groups = await self.client.xinfo_groups(_stream(tier))
+                total += sum(int(g.get("lag") or 0) for g in groups)
+        return total
+
+
+async def ensure_groups(client: Any) -> None:
+    for tier in TIERS:
+        try:
+            await client.xgroup_create(_stream(tier), GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+
+async def replay_dead_letter(client: Any, entry_id: str) -> uuid.UUID | None:
+    """Re-queue a dead-lettered job once; None if that entry was already replayed."""
+    entries = await client.xrange(DEAD, min=entry_id, max=entry_id)
+    if not entries or not await client.xdel(DEAD, entry_id):
+        return None  # another replay took it first: XDEL succeeds once
+    fields = entries[0][1]
+    job_id = _job(fields)
+    tier = _text(fields.get(b"tier") or b"free")
+    await GenerationJob.filter(id=job_id).update(
+        status=JobStatus.QUEUED, attempts=0, error_code=None, error_message=None, finished_at=None
+    )
+    await client.xadd(_stream(tier), {"job": str(job_id)})
+    return job_id
+
+
+class RedisJobWorker:
+    """The consumer side, run by `python manage.py worker`."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        writer: CourseWriter,
+        events: ProgressLog,
+        *,
+        concurrency: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        # redis-py types replies as unions of raw protocol shapes; we decode them ourselves.
+        self.client: Any = client
+        self.settings = settings
+        self.writer = writer
+        self.events = events
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.concurrency = concurrency or settings.generation_workers
+        self.idle_ms = int(settings.generation_claim_idle_seconds * 1000)
+        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._global_limit = asyncio.Semaphore(settings.generation_global_concurrency)
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        await ensure_groups(self.client)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._listen_for_cancels())
+            group.create_task(self._keep_alive())
+            group.create_task(self._consume())
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _consume(self) -> None:
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            try:
+                taken = await self._take()
+            except BaseException:
+                self._slots.release()
+                raise
+            if taken is None:
+                self._slots.release()
+                continue
+            stream, entry_id, job_id, deliveries = taken
+            task = asyncio.create_task(self._process(stream, entry_id, job_id, deliveries))
+            self._running[job_id] = task
+        await self._drain()
+
+    async def _take(self) -> tuple[str, str, uuid.UUID, int] | None:
+        """A dead worker's idle entry first, else the next entry by aged priority."""
+        for tier in TIERS:
+            stream = _stream(tier)
+            _, claimed, _ = await self.client.xautoclaim(
+                stream, GROUP, self.name, min_idle_time=self.idle_ms, start_id="0-0", count=1
+            )
+            if claimed:
+                entry_id, fields = claimed[0]
+                return (
+                    stream,
+                    _decode_id(entry_id),
+                    _job(fields),
+                    await self._deliveries(stream, entry_id),
+                )
+        best: tuple[float, str] | None = None
+        for tier in TIERS:
+            stream = _stream(tier)
+            head = await self._next_undelivered(stream)
+            if head is not None:
+                key = head / 1000 - TIER_HEAD_START_SECONDS[tier]
+                if best is None or key < best[0]:
+                    best = (key, stream)
+        streams = {best[1]: ">"} if best else {_stream(t): ">" for t in TIERS}
+        reply = await self.client.xreadgroup(
+            GROUP, self.name, streams, count=1, block=None if best else 1000
+        )
+        for stream_name, entries in reply or []:
+            for entry_id, fields in entries:
+                name = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
+                return name, _decode_id(entry_id), _job(fields), 1
+        return None
+
+    async def _next_undelivered(self, stream: str) -> int | None:
+        groups = await self.client.xinfo_groups(stream)
+        group = next((g for g in groups if _text(g["name"]) == GROUP), None)
+        if group is None:
+            return None
+        entries = await self.client.xrange(
+            stream, min=f"({_text(group['last-delivered-id'])}", max="+", count=1
+        )
+        return _ms(entries[0][0]) if entries else None
+
+    async def _deliveries(self, stream: str, entry_id: Any) -> int:
+        pending = await self.client.xpending_range(
+            stream, GROUP, min=entry_id, max=entry_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    async def _process(
+        self, stream: str, entry_id: str, job_id: uuid.UUID, deliveries: int
+    ) -> None:
+        try:
+            await run_job(
+                job_id,
+                self.writer,
+                self.events,
+                max_attempts=self.settings.generation_max_attempts,
+                topic_concurrency=self.settings.generation_topic_concurrency,
+                global_limit=self._global_limit,
+            )
+            job = await GenerationJob.get_or_none(id=job_id)
+            if job is not None and job.error_code == "ATTEMPTS_EXHAUSTED":
+                tier = stream.rsplit(":", 1)[1]
+                await self.client.xadd(
+                    DEAD,
+                    {
+                        "job": str(job_id),
+                        "tier": tier,
+                        "deliveries": deliveries,
+                        "reason": "ATTEMPTS_EXHAUSTED",
+                        "at": int(time.time()),
+                    },
+                )
+            await self.client.xack(stream, GROUP, entry_id)
+            await self.client.xdel(stream, entry_id)
+        except asyncio.CancelledError:
+            # A user's cancel (the job is already marked): done with the entry. A shutdown:
+            # leave it pending, so another worker resumes the job after the idle time.
+            if not self._stopping.is_set():
+                await asyncio.shield(self.client.xack(stream, GROUP, entry_id))
+            raise
+        except Exception:
+            log.exception("worker %s: job %s crashed", self.name, job_id)
+        finally:
+            self._running.pop(job_id, None)
+            self._slots.release()
+
+    async def _keep_alive(self) -> None:
+        """Reset the idle time of the entries this worker holds, so none is taken over."""
+        interval = max(self.idle_ms / 3000, 0.2)
+        while not self._stopping.is_set():
+            await asyncio.sleep(interval)
+            for tier in TIERS:
+                stream = _stream(tier)
+                pending = await self.client.xpending_range(
+                    stream, GROUP, min="-", max="+", count=1000, consumername=self.name
+                )
+                ids = [p["message_id"] for p in pending]
+                if ids:
+                    await self.client.xclaim(
+                        stream, GROUP, self.name, min_idle_time=0, message_ids=ids, justid=True
+                    )
+
+    async def _listen_for_cancels(self) -> None:
+        pubsub = self.client.pubsub()
+        await pubsub.subscribe(CANCEL_CHANNEL)
+        try:
+            while not self._stopping.is_set():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    continue
+                with contextlib.suppress(ValueError):
+                    task = self._running.get(uuid.UUID(_text(message["data"])))
+                    if task is not None:
+                        task.cancel()
+        finally:
+            await pubsub.aclose()
+
+    async def _drain(self) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode_id(entry_id: Any) -> str:
+    return _text(entry_id)
+
+
+def _job(fields: dict[Any, Any]) -> uuid.UUID:
+    return uuid.UUID(_text(fields.get(b"job") or fields.get("job")))

@@ -1,0 +1,177 @@
+"""Production job queue with real worker processes on Redis Streams (PostgreSQL + Redis run)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from generation.redis_queue import DEAD, GROUP, RedisJobWorker, _stream, replay_dead_letter
+from models import GenerationJob, JobStatus, Subject, Topic
+from settings import Settings
+from subscriptions.redis_progress_log import RedisProgressLog
+from tests.conftest import start_redis_worker
+from tests.support import gql, sign_up
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("COURSEGEN_TEST_REDIS_URL")
+    or not os.environ.get("COURSEGEN_TEST_DATABASE_URL"),
+    reason="runs in the PostgreSQL + Redis run of scripts/test",
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATE = """
+mutation($input: GenerateCourseInput!) {
+  generateCourse(input: $input) { ... on GenerateCourseSuccess { job { id } course { id } } }
+}
+"""
+
+
+def _spawn_worker(settings: Settings, latency_ms: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DATABASE_URL=settings.resolved_database_url,
+        REDIS_URL=str(settings.redis_url),
+        SECRET_KEY=str(settings.secret_key),
+        COURSEGEN_ENV="test",
+        COURSEGEN_OFFLINE_LATENCY_MS=str(latency_ms),
+        GENERATION_CLAIM_IDLE_SECONDS="1",
+        GENERATION_WORKERS="1",
+    )
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+async def paused_in_process_worker(app: Starlette, settings: Settings) -> AsyncIterator[None]:
+    """Stop the test app's own worker so only the spawned processes take jobs."""
+    worker: RedisJobWorker = app.state.job_worker
+    worker.stop()
+    await asyncio.wait_for(app.state.job_worker_task, timeout=10)
+    yield
+    start_redis_worker(app, settings)
+
+
+async def _until(check: Callable[[], object], limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[misc]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_redis_mode_is_what_runs(app: Starlette) -> None:
+    assert app.state.runtime.redis is not None
+    assert isinstance(app.state.runtime.events, RedisProgressLog)
+
+
+async def test_killed_worker_has_its_job_finished_by_another(
+    client: httpx.AsyncClient, app: Starlette, settings: Settings, paused_in_process_worker: None
+) -> None:
+    redis = app.state.runtime.redis
+    workers = [_spawn_worker(settings, latency_ms=150) for _ in range(2)]
+    try:
+        user = await sign_up(client)
+        body = await gql(
+            client,
+            GENERATE,
+            {"input": {"topic": "Distributed systems", "subjectCount": 3, "topicsPerSubject": 4}},
+            token=user.token,
+        )
+        job_id = body["data"]["generateCourse"]["job"]["id"]
+        course_id = body["data"]["generateCourse"]["course"]["id"]
+
+        async def holder() -> str | None:
+            pending = await redis.xpending_range(_stream("free"), GROUP, min="-", max="+", count=10)
+            return pending[0]["consumer"].decode() if pending else None
+
+        await _until(lambda: _running(job_id))
+        await _until(holder)
+        consumer = await holder()
+        assert consumer is not None
+        victim = next(w for w in workers if f"-{w.pid}-" in consumer)
+        await asyncio.sleep(0.4)  # topics are being written
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+
+        seen_counts: set[int] = set()
+
+        async def finished() -> bool:
+            seen_counts.add(await Topic.filter(course_id=course_id).count())
+            job = await GenerationJob.get(id=job_id)
+            return job.status is JobStatus.SUCCEEDED
+
+        await _until(finished, limit=40)
+        job = await GenerationJob.get(id=job_id)
+        assert job.attempts == 2
+        assert await Subject.filter(course_id=course_id).count() == 3
+        assert await Topic.filter(course_id=course_id).count() == 12
+        assert seen_counts <= {0, 12}, f"a reader saw half a course: {seen_counts}"
+        assert await holder() is None  # acknowledged and gone
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=15)
+
+
+async def _running(job_id: str) -> bool:
+    job = await GenerationJob.get(id=job_id)
+    return job.status is JobStatus.RUNNING
+
+
+async def test_exhausted_job_is_dead_lettered_and_replays_once(
+    client: httpx.AsyncClient, app: Starlette, settings: Settings
+) -> None:
+    redis = app.state.runtime.redis
+    user = await sign_up(client)
+    before = {entry[0] for entry in await redis.xrange(DEAD)}
+    # A job whose every attempt was lost (as repeated crashes leave it).
+    body = await gql(
+        client,
+        GENERATE,
+        {"input": {"topic": "Poison pill", "subjectCount": 1, "topicsPerSubject": 1}},
+        token=user.token,
+    )
+    job_id = body["data"]["generateCourse"]["job"]["id"]
+    await _until(lambda: _status(job_id, JobStatus.SUCCEEDED))
+    await GenerationJob.filter(id=job_id).update(
+        status=JobStatus.RUNNING, attempts=settings.generation_max_attempts
+    )
+    await redis.xadd(_stream("free"), {"job": job_id})
+    await _until(lambda: _status(job_id, JobStatus.FAILED))
+    job = await GenerationJob.get(id=job_id)
+    assert job.error_code == "ATTEMPTS_EXHAUSTED"
+
+    async def dead_entry() -> bytes | None:
+        new = [e for e in await redis.xrange(DEAD) if e[0] not in before]
+        return new[0][0] if new else None
+
+    await _until(dead_entry)
+    entry = (await dead_entry() or b"").decode()
+    replays = await asyncio.gather(*(replay_dead_letter(redis, entry) for _ in range(5)))
+    assert [r for r in replays if r is not None] == [uuid.UUID(job_id)]
+    await _until(lambda: _status(job_id, JobStatus.SUCCEEDED))
+    assert (await GenerationJob.get(id=job_id)).attempts == 1
+
+
+async def _status(job_id: str, status: JobStatus) -> bool:
+    job = await GenerationJob.get(id=job_id)
+    return job.status is status
