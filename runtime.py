@@ -17,6 +17,7 @@ from ai.writer import CourseWriter
 from generation.jobs import JobQueue
 from generation.redis_queue import RedisJobQueue, ensure_groups
 from generation.runner import InProcessJobRunner
+from services.rate_limits import RateLimits
 from settings import Settings
 from subscriptions.progress_log import InProcessProgressLog, ProgressLog
 from subscriptions.redis_client import connect_redis
@@ -29,6 +30,7 @@ class Runtime:
     events: ProgressLog
     jobs: JobQueue
     writer: CourseWriter
+    rate_limits: RateLimits
     redis: redis.Redis | None = None
 
 
@@ -48,6 +50,7 @@ async def web_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 events=RedisProgressLog(client),
                 jobs=RedisJobQueue(client),
                 writer=build_writer(settings, client),
+                rate_limits=RateLimits(settings.redis_url),
                 redis=client,
             )
         finally:
@@ -58,7 +61,13 @@ async def web_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     runner = InProcessJobRunner(settings, writer, events)
     await runner.start()
     try:
-        yield Runtime(settings=settings, events=events, jobs=runner, writer=writer)
+        yield Runtime(
+            settings=settings,
+            events=events,
+            jobs=runner,
+            writer=writer,
+            rate_limits=RateLimits(),
+        )
     finally:
         await runner.stop()
         await events.close()

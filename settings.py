@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     generation_claim_idle_seconds: float = Field(default=30.0, gt=0)
     # Simulated latency of each offline-writer call, for demos and benchmarks.
     offline_writer_latency_ms: int = Field(default=0, ge=0, alias="COURSEGEN_OFFLINE_LATENCY_MS")
+    # Requests for new courses per user, by tier (a `limits` rate string).
+    generation_rate_free: str = "5/hour"
+    generation_rate_standard: str = "20/hour"
+    generation_rate_premium: str = "60/hour"
     # Model endpoints and router policy: JSON, or a path to a JSON file (see ai/config.py).
     # Unset: the offline deterministic course writer.
     models: str | None = Field(default=None, alias="COURSEGEN_MODELS")

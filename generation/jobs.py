@@ -25,6 +25,7 @@ from services.accounts import Viewer
 from services.course_reads import courses_by_ids
 from services.errors import DomainError, ErrorCode, invalid, not_found
 from services.permissions import visible_courses_q
+from services.rate_limits import RateLimits
 from services.ranks import rank_after
 from services.records import CourseRecord
 from services.validation import clean_text
@@ -61,6 +62,8 @@ async def request_generation(
     idempotency_key: str | None,
     queue: JobQueue,
     log: ProgressLog,
+    limits: RateLimits,
+    rate: str,
 ) -> tuple[GenerationJob, CourseRecord | None]:
     """Create the course (status generating) and its queued job; return both at once.
 
@@ -72,6 +75,8 @@ async def request_generation(
         raise invalid("idempotencyKey: 1 to 128 characters.", field="idempotencyKey")
     if key and (existing := await _by_key(viewer.id, key)):
         return existing, await _course_of(viewer.id, existing)
+    # Counted only for new work: a retried request (same key) is answered above for free.
+    await limits.hit("generate-course", rate, str(viewer.id))
     try:
         async with in_transaction():
             course = await Course.create(

@@ -14,6 +14,7 @@ from resolvers.loaders import Loaders
 from services import accounts
 from services.accounts import Viewer
 from services.errors import DomainError, ErrorCode
+from services.rate_limits import RateLimits
 from settings import Settings
 from subscriptions.progress_log import ProgressLog
 
@@ -28,6 +29,7 @@ class RequestContext:
     request_id: str
     jobs: JobQueue
     events: ProgressLog
+    rate_limits: RateLimits
     viewer: Viewer | None = None
     # Why a presented token was refused; None when no token was sent.
     auth_error: DomainError | None = None
@@ -59,6 +61,7 @@ async def build_context(
     token: str | None,
     jobs: JobQueue,
     events: ProgressLog,
+    rate_limits: RateLimits,
 ) -> RequestContext:
     viewer: Viewer | None = None
     auth_error: DomainError | None = None
@@ -75,6 +78,7 @@ async def build_context(
         request_id=request_id,
         jobs=jobs,
         events=events,
+        rate_limits=rate_limits,
         viewer=viewer,
         auth_error=auth_error,
     )

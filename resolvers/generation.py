@@ -25,8 +25,9 @@ async def generate_course(
 ) -> tuple[GenerationJob, CourseRecord | None]:
     context = _context(info)
     viewer = context.require_viewer()
+    rate = getattr(context.settings, f"generation_rate_{viewer.tier.value}")
     return await jobs.request_generation(
-        viewer, data, idempotency_key, context.jobs, context.events
+        viewer, data, idempotency_key, context.jobs, context.events, context.rate_limits, rate
     )
 
 

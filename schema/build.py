@@ -17,6 +17,8 @@ from schema.errors import (
     InvalidCredentialsError,
     InvalidInputError,
     NotFoundError,
+    RateLimitedError,
+    TemporarilyUnavailableError,
     UnauthenticatedError,
     VersionConflictError,
 )
@@ -72,6 +74,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             VersionConflictError,
             EmailTakenError,
             InvalidCredentialsError,
+            RateLimitedError,
+            TemporarilyUnavailableError,
         ],
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),

@@ -43,6 +43,16 @@ class VersionConflictError(UserError):
 
 
 @strawberry.type
+class RateLimitedError(UserError):
+    retry_after: int = strawberry.field(description="Seconds to wait before trying again.")
+
+
+@strawberry.type
+class TemporarilyUnavailableError(UserError):
+    pass
+
+
+@strawberry.type
 class EmailTakenError(UserError):
     pass
 
@@ -59,6 +69,7 @@ _BY_CODE: dict[ErrorCode, type[UserError]] = {
     ErrorCode.UNAUTHENTICATED: UnauthenticatedError,
     ErrorCode.EMAIL_TAKEN: EmailTakenError,
     ErrorCode.INVALID_CREDENTIALS: InvalidCredentialsError,
+    ErrorCode.TEMPORARILY_UNAVAILABLE: TemporarilyUnavailableError,
 }
 
 
@@ -69,5 +80,12 @@ def user_error(error: DomainError) -> UserError:
             message=error.message,
             field=error.field,
             current_version=error.current_version or 0,
+        )
+    if error.code is ErrorCode.RATE_LIMITED:
+        return RateLimitedError(
+            code=error.code,
+            message=error.message,
+            field=error.field,
+            retry_after=error.retry_after or 1,
         )
     return _BY_CODE[error.code](code=error.code, message=error.message, field=error.field)

@@ -16,6 +16,8 @@ from schema.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    RateLimitedError,
+    TemporarilyUnavailableError,
     UnauthenticatedError,
     user_error,
 )
@@ -123,7 +125,11 @@ class RetryGenerationSuccess:
 
 
 GenerateCourseResult = Annotated[
-    GenerateCourseSuccess | InvalidInputError | UnauthenticatedError,
+    GenerateCourseSuccess
+    | InvalidInputError
+    | RateLimitedError
+    | TemporarilyUnavailableError
+    | UnauthenticatedError,
     strawberry.union("GenerateCourseResult"),
 ]
 CancelGenerationResult = Annotated[

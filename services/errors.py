@@ -28,12 +28,14 @@ class DomainError(Exception):
         *,
         field: str | None = None,
         current_version: int | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
         self.current_version = current_version
+        self.retry_after = retry_after
 
     @property
     def extensions(self) -> dict[str, str]:
@@ -41,6 +43,8 @@ class DomainError(Exception):
         extensions = {"code": self.code.value}
         if self.field:
             extensions["field"] = self.field
+        if self.retry_after is not None:
+            extensions["retryAfter"] = str(self.retry_after)
         return extensions
 
 

@@ -242,3 +242,26 @@ async def test_priority_by_tier_with_aging(app: Starlette, monkeypatch: pytest.M
     await runner.enqueue(premium, "premium")
     order = [(await runner._queue.get())[2] for _ in range(4)]
     assert order == [old_free, premium, standard, new_free]
+
+
+async def test_requests_beyond_the_tier_rate_are_refused(client: httpx.AsyncClient) -> None:
+    user = await sign_up(client)  # free tier: 5 requests an hour
+    for n in range(5):
+        result = await _generate(
+            client, user.token, key=f"k{n}", subjectCount=1, topicsPerSubject=1
+        )
+        assert result["__typename"] == "GenerateCourseSuccess"
+    again = await _generate(client, user.token, key="k0", subjectCount=1, topicsPerSubject=1)
+    assert again["__typename"] == "GenerateCourseSuccess"  # a retry is not new work
+    body = await gql(
+        client,
+        GENERATE.replace(
+            "... on UserError { code message field }",
+            "... on RateLimitedError { code retryAfter message }",
+        ),
+        {"input": {"topic": "One too many"}, "key": "k5"},
+        token=user.token,
+    )
+    refused = body["data"]["generateCourse"]
+    assert refused["code"] == "RATE_LIMITED" and 3500 <= refused["retryAfter"] <= 3600
+    assert await GenerationJob.filter(requester_id=user.id).count() == 5

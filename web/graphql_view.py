@@ -24,7 +24,14 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
     ) -> RequestContext:
         request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
         token = bearer_token(request.headers.get("authorization"))
-        state = request.app.state
+        runtime = request.app.state.runtime
         return await build_context(
-            request, response, self.settings, request_id, token, state.jobs, state.events
+            request,
+            response,
+            self.settings,
+            request_id,
+            token,
+            runtime.jobs,
+            runtime.events,
+            runtime.rate_limits,
         )
