@@ -25,8 +25,8 @@ from services.accounts import Viewer
 from services.course_reads import courses_by_ids
 from services.errors import DomainError, ErrorCode, invalid, not_found
 from services.permissions import visible_courses_q
-from services.rate_limits import RateLimits
 from services.ranks import rank_after
+from services.rate_limits import RateLimits
 from services.records import CourseRecord
 from services.validation import clean_text
 from subscriptions.progress_log import ProgressLog
