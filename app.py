@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from models import db
 from runtime import web_runtime
 from schema import build_schema
-from services import demo
+from services import demo, passwords
 from settings import Settings
-from web import health
+from subscriptions.live import LiveProgress
+from web import health, sse
+from web.graphql_sse import GraphQLSSE
 from web.graphql_view import CoursegenGraphQL
 from web.logs import configure_logging
 from web.request_id import RequestIdMiddleware
@@ -26,12 +35,15 @@ log = logging.getLogger("coursegen")
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     configure_logging()
+    passwords.use_profile(settings.argon2_profile)
     schema = build_schema(settings)
     graphql = CoursegenGraphQL(
         schema,
         settings,
         graphql_ide=None if settings.is_production else "graphiql",
     )
+    graphql_sse = GraphQLSSE(schema, settings)
+    graphql_endpoint = _GraphQLEndpoint(graphql, graphql_sse)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -40,20 +52,34 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await db.connect(settings)
         if settings.should_seed_demo and await demo.seed_demo_account():
             log.info("seeded the demo account %s", demo.DEMO_EMAIL)
+        # A GraphQL response allocates tens of thousands of short-lived objects; with the default
+        # thresholds the collector ran 40-55 % of a dashboard request's CPU (bench/README.md).
+        # Long-lived startup objects are frozen out of its scans, and young ones collected less.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         try:
             async with web_runtime(settings) as runtime:
                 app.state.runtime = runtime
                 app.state.events, app.state.jobs = runtime.events, runtime.jobs
                 app.state.draining = False
+                live = app.state.live = LiveProgress.build(settings, runtime.events)
+                await live.start()
+                restore_signals = _drain_on_sigterm(app, live, settings.live_drain_seconds)
                 try:
                     yield
                 finally:
                     app.state.draining = True
+                    restore_signals()
+                    await live.stop()
         finally:
             await db.close()
 
     routes = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST", "PUT", "DELETE"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/graphql/stream", graphql_sse, methods=["GET", "POST", "PUT", "DELETE"]),
+        Route("/events/jobs/{job_id}", sse.job_events, methods=["GET"]),
         Route("/health/live", health.live),
         Route("/health/ready", health.ready),
     ]
@@ -64,3 +90,52 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     return app
+
+
+class _GraphQLEndpoint:
+    """`/graphql`: graphql-sse requests (PUT, DELETE, event streams) to the graphql-sse app,
+    everything else to Strawberry's view, unchanged."""
+
+    def __init__(self, graphql: CoursegenGraphQL, graphql_sse: GraphQLSSE) -> None:
+        self.graphql = graphql
+        self.graphql_sse = graphql_sse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if GraphQLSSE.handles(scope):
+            await self.graphql_sse(scope, receive, send)
+        else:
+            await self.graphql(scope, receive, send)
+
+
+def _drain_on_sigterm(
+    app: Starlette, live: LiveProgress, drain_seconds: float
+) -> Callable[[], None]:
+    """On SIGTERM under uvicorn: readiness turns false, new live connections are refused, open
+    ones are closed at once (WebSockets with 1012, SSE streams end) so clients reconnect to
+    another process; `drain_seconds` later uvicorn's own shutdown runs. Returns the undo."""
+    previous = signal.getsignal(signal.SIGTERM)
+    under_uvicorn = hasattr(getattr(previous, "__self__", None), "should_exit")
+    if threading.current_thread() is not threading.main_thread() or not under_uvicorn:
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    forward: Any = previous
+
+    def begin() -> None:
+        if app.state.draining:  # a second SIGTERM: stop now
+            forward(signal.SIGTERM, None)
+            return
+        log.info("SIGTERM: draining live connections for %.1f s", drain_seconds)
+        app.state.draining = True
+        live.drain()
+        loop.call_later(drain_seconds, forward, signal.SIGTERM, None)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(begin)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore

@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # A client that lost the response of a refresh may retry with the old token this long.
     refresh_reuse_grace_seconds: int = 10
 
+    # argon2 cost profile (argon2.profiles): tests use CHEAPEST, production may not.
+    argon2_profile: str = Field(default="RFC_9106_LOW_MEMORY", alias="COURSEGEN_ARGON2_PROFILE")
+
     db_pool_min: int = 1
     db_pool_max: int = 10
 
@@ -65,6 +68,31 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = Field(default=None, alias="COURSEGEN_AUTO_MIGRATE")
     seed_demo: bool | None = Field(default=None, alias="COURSEGEN_SEED_DEMO")
 
+    # --- Live progress (subscriptions/, web/sse.py, web/graphql_sse.py) -------------------
+    # Limits are per web process. Environment variables: the field names in capitals.
+    live_max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1000)
+    live_max_connections_per_user: int = Field(default=20, ge=1, le=100_000)
+    # Seconds a WebSocket may stay open without `connection_init` (both subprotocols).
+    live_connection_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Events waiting to be sent on one connection; beyond this the client is disconnected.
+    live_send_queue_size: int = Field(default=256, ge=1)
+    # A single write that blocks this long (a stalled client) ends an SSE stream.
+    live_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    # SSE streams end after this long; clients reconnect and resume (Last-Event-ID / after).
+    live_sse_max_lifetime_seconds: float = Field(default=600.0, gt=0)
+    live_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # `retry:` sent to EventSource clients: how soon they reconnect, in milliseconds.
+    live_sse_retry_ms: int = Field(default=1000, ge=0)
+    live_stream_token_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    # After SIGTERM: not ready and refusing new live connections for this long (live ones are
+    # closed at once so clients reconnect elsewhere), then the server stops.
+    live_drain_seconds: float = Field(default=2.0, ge=0)
+    # A quiet job's log is re-read this often (a lost wake-up costs at most this much), and
+    # its end is then also looked up in the database.
+    live_log_poll_seconds: float = Field(default=5.0, gt=0)
+    # Open connections whose session was logged out are closed within this long.
+    live_session_check_seconds: float = Field(default=60.0, gt=0)
+
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
         if self.env is Environment.PRODUCTION:
@@ -77,7 +105,18 @@ class Settings(BaseSettings):
                 )
             if len(self.secret_key) < 32:
                 raise SettingsError("SECRET_KEY must be at least 32 characters long.")
+            if self.argon2_profile == "CHEAPEST":
+                raise SettingsError("COURSEGEN_ARGON2_PROFILE=CHEAPEST is for tests only.")
         return self
+
+    @field_validator("argon2_profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from argon2 import profiles
+
+        if not isinstance(getattr(profiles, value, None), profiles.Parameters):
+            raise ValueError("COURSEGEN_ARGON2_PROFILE must name a profile of argon2.profiles")
+        return value
 
     @property
     def is_production(self) -> bool:

@@ -38,10 +38,52 @@ LOG_IN = (
     "... on AuthSuccess { accessToken } ... on UserError { code message } } }"
 )
 EMAIL = "bench-user-0@example.com"
-PASSWORD = "bench-password-123"  # noqa: S105 -- the benchmark account of bench.dataset
+PASSWORD = "bench-password-123"
 PAGE = 20
 CURSOR_KEY = b'"cursor":'  # one per edge; user text would carry it escaped, as \"cursor\":
 ERRORS_KEY = b'"errors"'
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system, all threads) of a process, from /proc; None if unknown."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_busy() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values[:8])
+    return (total - idle) / _TICK, total / _TICK
+
+
+async def wait_for_quiet(threshold: float, max_wait: float) -> float:
+    """Wait (at most max_wait s) until the machine is below threshold busy; returns the last
+    busy fraction seen. Other jobs on a 2-core box skew every figure; this makes it visible."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = machine_busy()
+        await asyncio.sleep(1.0)
+        after = machine_busy()
+        if before is None or after is None:
+            return float("nan")
+        busy = (after[0] - before[0]) / max(after[1] - before[1], 1e-9)
+        if busy <= threshold or time.monotonic() >= deadline:
+            return busy
 
 
 @dataclass
@@ -54,6 +96,9 @@ class Level:
     sizes: set[int] = field(default_factory=set)
     parsed: int = 0
     client_cpu: float = 0.0
+    server_cpu: float | None = None  # seconds, when --server-pid is given
+    machine_busy: float | None = None  # fraction of all cores busy during the window
+    idle_before: float | None = None  # fraction of all cores busy just before the level
 
     @property
     def ok(self) -> int:
@@ -92,7 +137,8 @@ def check_full(body: bytes, expect_total: int | None) -> str | None:
 async def log_in(url: str, email: str, password: str) -> str:
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(
-            url, json={"query": LOG_IN, "variables": {"input": {"email": email, "password": password}}}
+            url,
+            json={"query": LOG_IN, "variables": {"input": {"email": email, "password": password}}},
         )
         response.raise_for_status()
         result = response.json()["data"]["logIn"]
@@ -125,6 +171,7 @@ async def run_level(
     warmup: float,
     parse_every: int,
     expect_total: int,
+    server_pid: int | None = None,
 ) -> Level:
     level = Level(connections)
     body_bytes = payload()
@@ -168,11 +215,17 @@ async def run_level(
         tasks = [asyncio.create_task(worker()) for _ in range(connections)]
         await asyncio.sleep(warmup)
         cpu0, t0 = time.process_time(), time.perf_counter()
+        server0, machine0 = process_cpu(server_pid), machine_busy()
         phase["measuring"] = True
         await asyncio.sleep(duration)
         phase["stop"] = True
         level.duration = time.perf_counter() - t0
         level.client_cpu = time.process_time() - cpu0
+        server1, machine1 = process_cpu(server_pid), machine_busy()
+        if server0 is not None and server1 is not None:
+            level.server_cpu = server1 - server0
+        if machine0 and machine1:
+            level.machine_busy = (machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1e-9)
         # Requests still in flight finish but are not counted (they ended after the window).
         await asyncio.gather(*tasks)
     return level
@@ -187,23 +240,54 @@ def describe(level: Level) -> str:
         f"{level.duration:.1f}s  size {size} B  client CPU {level.client_cpu / level.duration:.0%} "
         f"of one core  ({level.parsed} responses fully parsed)"
     )
+    if level.server_cpu is not None and level.ok:
+        text += (
+            f"\n          server process CPU {level.server_cpu / level.duration:.0%} of one core, "
+            f"{level.server_cpu / level.ok * 1000:.1f} ms CPU per request"
+        )
+    if level.machine_busy is not None:
+        cores = os.cpu_count() or 1
+        text += (
+            f"\n          machine {level.machine_busy * cores:.2f} of {cores} cores busy "
+            "during the window"
+        )
+        if level.server_cpu is not None:
+            others = (
+                level.machine_busy * cores - (level.server_cpu + level.client_cpu) / level.duration
+            )
+            text += f" ({others:.2f} cores: PostgreSQL, kernel and any other process)"
+    if level.idle_before is not None:
+        text += f"; {level.idle_before:.0%} busy just before the level"
     for sample in level.error_samples:
         text += f"\n      error: {sample}"
     return text
 
 
 def table(levels: list[Level]) -> str:
+    cores = os.cpu_count() or 1
     rows = [
-        "| connections | req/s | p50 ms | p99 ms | mean ms | requests | errors | response bytes |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| connections | req/s | p50 ms | p99 ms | mean ms | requests | errors | response bytes "
+        "| server CPU ms/req | machine busy (cores) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level in levels:
         sizes = sorted(level.sizes)
         size = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}" if sizes else "-"
         mean = statistics.fmean(level.latencies) * 1000 if level.latencies else float("nan")
+        server = (
+            f"{level.server_cpu / level.ok * 1000:.1f}"
+            if level.server_cpu is not None and level.ok
+            else "-"
+        )
+        machine = (
+            f"{level.machine_busy * cores:.2f} of {cores}"
+            if level.machine_busy is not None
+            else "-"
+        )
         rows.append(
             f"| {level.connections} | {level.rps:.1f} | {level.percentile(50):.1f} | "
-            f"{level.percentile(99):.1f} | {mean:.1f} | {level.ok} | {level.errors} | {size} |"
+            f"{level.percentile(99):.1f} | {mean:.1f} | {level.ok} | {level.errors} | {size} "
+            f"| {server} | {machine} |"
         )
     return "\n".join(rows)
 
@@ -223,9 +307,20 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     levels = []
     for connections in levels_wanted:
+        busy_before = None
+        if args.quiet_wait > 0:
+            busy_before = await wait_for_quiet(args.quiet_threshold, args.quiet_wait)
         level = await run_level(
-            args.url, headers, connections, args.duration, args.warmup, args.parse_every, total
+            args.url,
+            headers,
+            connections,
+            args.duration,
+            args.warmup,
+            args.parse_every,
+            total,
+            args.server_pid,
         )
+        level.idle_before = busy_before
         levels.append(level)
         print(describe(level), flush=True)
     print()
@@ -244,8 +339,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per level")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds per level")
     parser.add_argument(
-        "--parse-every", type=int, default=20,
+        "--parse-every",
+        type=int,
+        default=20,
         help="JSON-decode and fully check one response in N (0: never)",
+    )
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="the server's process id: report its CPU time per request (from /proc)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each level, wait up to this long for the machine to be nearly idle",
+    )
+    parser.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=0.15,
+        help="'nearly idle' for --quiet-wait: at most this fraction of all cores busy",
     )
     parser.add_argument("--email", default=EMAIL)
     parser.add_argument("--password", default=PASSWORD)

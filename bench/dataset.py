@@ -1,7 +1,9 @@
 """Fill a database with a benchmark dataset, fast (bulk inserts in one transaction).
 
-    PYTHONPATH=. .venv/bin/python -m bench.dataset --database-url postgres://postgres@127.0.0.1:5432/coursegen_bench
-    PYTHONPATH=. .venv/bin/python -m bench.dataset --database-url sqlite://data/bench.sqlite3 --reset
+    PYTHONPATH=. .venv/bin/python -m bench.dataset \
+        --database-url postgres://postgres@127.0.0.1:5432/coursegen_bench
+    PYTHONPATH=. .venv/bin/python -m bench.dataset --database-url sqlite://data/bench.sqlite3 \
+        --reset [--users 10 --courses 50 --subjects 8 --topics 6]
 
 Defaults: 10 users (bench-user-{i}@example.com / "bench-password-123"), each owning
 50 courses x 8 subjects x 6 topics, all `ready`, with a few hundred characters of Markdown per
@@ -31,39 +33,78 @@ from models import (
     TopicProgress,
     User,
     UserTier,
+    db,
 )
-from models import db
 from services.passwords import hash_password
 from services.ranks import rank_after
-from settings import Settings
+from settings import Environment, Settings
 
 EMAIL = "bench-user-{i}@example.com"
-PASSWORD = "bench-password-123"  # noqa: S105 -- a benchmark account on a throwaway database
+PASSWORD = "bench-password-123"
 # Only used to build Settings (the builder signs no tokens); production-length anyway.
-SECRET_KEY = "bench-dataset-secret-key-0123456789abcdef"  # noqa: S105
+SECRET_KEY = "bench-dataset-secret-key-0123456789abcdef"
 
 _COURSE_SUBJECTS = [
-    "SQL", "Python", "Linear algebra", "Statistics", "Technical writing", "Kubernetes",
-    "Rust", "Data visualisation", "Machine learning", "Product management", "TypeScript",
-    "Cryptography", "Spanish grammar", "Music theory", "Photography", "Accounting",
-    "Negotiation", "PostgreSQL", "Distributed systems", "UX research",
+    "SQL",
+    "Python",
+    "Linear algebra",
+    "Statistics",
+    "Technical writing",
+    "Kubernetes",
+    "Rust",
+    "Data visualisation",
+    "Machine learning",
+    "Product management",
+    "TypeScript",
+    "Cryptography",
+    "Spanish grammar",
+    "Music theory",
+    "Photography",
+    "Accounting",
+    "Negotiation",
+    "PostgreSQL",
+    "Distributed systems",
+    "UX research",
 ]
 _COURSE_SHAPES = [
-    "{s} for beginners", "Practical {s}", "{s} in depth", "A crash course in {s}",
-    "{s}: from zero to useful", "Everyday {s}", "{s} for working professionals",
-    "Advanced {s}", "{s} by example", "The essentials of {s}",
+    "{s} for beginners",
+    "Practical {s}",
+    "{s} in depth",
+    "A crash course in {s}",
+    "{s}: from zero to useful",
+    "Everyday {s}",
+    "{s} for working professionals",
+    "Advanced {s}",
+    "{s} by example",
+    "The essentials of {s}",
 ]
 _SUBJECT_SHAPES = [
-    "Foundations of {s}", "Core ideas in {s}", "Working with {s} in practice",
-    "Common patterns in {s}", "Tools and workflows", "Pitfalls and how to avoid them",
-    "{s} in real projects", "Measuring and improving", "Advanced techniques",
-    "Putting it together", "Reviewing and extending", "Where to go next",
+    "Foundations of {s}",
+    "Core ideas in {s}",
+    "Working with {s} in practice",
+    "Common patterns in {s}",
+    "Tools and workflows",
+    "Pitfalls and how to avoid them",
+    "{s} in real projects",
+    "Measuring and improving",
+    "Advanced techniques",
+    "Putting it together",
+    "Reviewing and extending",
+    "Where to go next",
 ]
 _TOPIC_SHAPES = [
-    "What it means", "Key vocabulary", "A first worked example", "Reading the results",
-    "Step-by-step exercise", "Common mistakes", "Choosing the right approach",
-    "A guided mini-project", "Checking your understanding", "Trade-offs and alternatives",
-    "Case study", "Summary and next steps",
+    "What it means",
+    "Key vocabulary",
+    "A first worked example",
+    "Reading the results",
+    "Step-by-step exercise",
+    "Common mistakes",
+    "Choosing the right approach",
+    "A guided mini-project",
+    "Checking your understanding",
+    "Trade-offs and alternatives",
+    "Case study",
+    "Summary and next steps",
 ]
 _LEVELS = [CourseLevel.BEGINNER, CourseLevel.INTERMEDIATE, CourseLevel.ADVANCED]
 
@@ -98,7 +139,7 @@ def _content(course: str, subject: str, topic: str, n: int) -> str:
 
 
 def build_settings(url: str) -> Settings:
-    return Settings(DATABASE_URL=url, COURSEGEN_ENV="test", SECRET_KEY=SECRET_KEY)
+    return Settings(DATABASE_URL=url, COURSEGEN_ENV=Environment.TEST, SECRET_KEY=SECRET_KEY)
 
 
 def _app_tables() -> list[str]:
@@ -111,7 +152,7 @@ async def reset(settings: Settings) -> None:
     if settings.uses_sqlite:
         await connection.execute_script("PRAGMA foreign_keys = OFF;")
         for table in tables:
-            await connection.execute_query(f'DELETE FROM "{table}"')  # noqa: S608 -- model tables
+            await connection.execute_query(f'DELETE FROM "{table}"')
         await connection.execute_script("PRAGMA foreign_keys = ON;")
     else:
         names = ", ".join(f'"{t}"' for t in tables)
@@ -173,9 +214,8 @@ async def fill(
                 )
                 course_rows.append(course)
                 for s in range(subjects):
-                    s_title = (
-                        f"{s + 1}. "
-                        + _SUBJECT_SHAPES[(s + c) % len(_SUBJECT_SHAPES)].format(s=theme)
+                    s_title = f"{s + 1}. " + _SUBJECT_SHAPES[(s + c) % len(_SUBJECT_SHAPES)].format(
+                        s=theme
                     )
                     subject = Subject(
                         id=uuid.uuid4(),
@@ -274,14 +314,18 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.dataset", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.dataset", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--database-url", required=True, help="postgres://... or sqlite://path")
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--courses", type=int, default=50, help="courses per user")
     parser.add_argument("--subjects", type=int, default=8, help="subjects per course")
     parser.add_argument("--topics", type=int, default=6, help="topics per subject")
     parser.add_argument(
-        "--progress-every", type=int, default=3,
+        "--progress-every",
+        type=int,
+        default=3,
         help="the owner completed every Nth topic of each course (0: no progress rows)",
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="rows per INSERT batch")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +17,8 @@ from services.accounts import Viewer
 from services.errors import DomainError, ErrorCode
 from services.rate_limits import RateLimits
 from settings import Settings
+from subscriptions.connections import LiveConnection
+from subscriptions.live import LiveProgress
 from subscriptions.progress_log import ProgressLog
 
 log = logging.getLogger("coursegen.auth")
@@ -34,6 +37,11 @@ class RequestContext:
     # Why a presented token was refused; None when no token was sent.
     auth_error: DomainError | None = None
     loaders: Loaders = field(init=False)
+    # Live progress (set by the transports that stream: WebSocket, graphql-sse).
+    live: LiveProgress | None = None
+    live_connection: LiveConnection | None = None
+    # The WebSocket `connection_init` payload (Strawberry sets it).
+    connection_params: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.viewer.id if self.viewer else None)

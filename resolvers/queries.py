@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 from services import course_reads
@@ -37,13 +36,12 @@ async def course(info: Info, course_id: str) -> CourseRecord | None:
 
 async def courses(
     info: Info, *, first: int, after: str | None, flt: CourseFilter, order: CourseOrder
-) -> tuple[uuid.UUID, CoursePage]:
+) -> CoursePage:
     viewer = _context(info).require_viewer()
-    page = await course_reads.list_courses(
+    return await course_reads.list_courses(
         viewer.id, first=first, after=after, flt=flt, order=order
     )
-    return viewer.id, page
 
 
-async def count_courses(user_id: uuid.UUID, flt: CourseFilter) -> int:
-    return await course_reads.count_courses(user_id, flt)
+async def count_courses(page: CoursePage, flt: CourseFilter) -> int:
+    return await course_reads.count_courses(page.scope, flt)

@@ -9,6 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from schema.errors import (
@@ -24,6 +25,7 @@ from schema.errors import (
 )
 from schema.mutations import Mutation
 from schema.query import Query
+from schema.subscription import LiveMutation, Subscription
 from services.errors import DomainError
 from settings import Settings
 
@@ -33,9 +35,13 @@ MASKED_MESSAGE = "Unexpected error. It has been logged; quote the request id to 
 
 
 def is_client_error(error: GraphQLError) -> bool:
-    """Errors the client caused or may know about: syntax, validation, DomainError."""
+    """Errors the client caused or may know about: syntax, validation, DomainError.
+
+    A GraphQLError as the cause is graphql-core's own wording about the request (e.g. a
+    variable's value not in an enum), never an internal detail.
+    """
     original = error.original_error
-    return original is None or isinstance(original, DomainError)
+    return original is None or isinstance(original, DomainError | GraphQLError)
 
 
 class CoursegenSchema(strawberry.Schema):
@@ -64,7 +70,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     return CoursegenSchema(
         query=Query,
-        mutation=Mutation,
+        mutation=merge_types("Mutation", (Mutation, LiveMutation)),
+        subscription=Subscription,
         # Error types reached only through the UserError interface must still be in the schema.
         types=[
             InvalidInputError,

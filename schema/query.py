@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import strawberry
 from strawberry.types import Info
 
@@ -26,12 +24,11 @@ class CourseFilterInput:
 @strawberry.type
 class CourseConnection:
     page: strawberry.Private[CoursePage]
-    user_id: strawberry.Private[uuid.UUID]
     flt: strawberry.Private[CourseFilter]
 
     @strawberry.field(description="All courses matching the filter, across every page.")
     async def total_count(self) -> int:
-        return await queries.count_courses(self.user_id, self.flt)
+        return await queries.count_courses(self.page, self.flt)
 
     @strawberry.field
     def page_info(self) -> PageInfo:
@@ -83,7 +80,5 @@ class Query(GenerationQuery):
             level=filter.level if filter else None,
             search=filter.search if filter else None,
         )
-        user_id, page = await queries.courses(
-            info, first=first, after=after, flt=flt, order=order_by
-        )
-        return CourseConnection(page=page, user_id=user_id, flt=flt)
+        page = await queries.courses(info, first=first, after=after, flt=flt, order=order_by)
+        return CourseConnection(page=page, flt=flt)

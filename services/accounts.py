@@ -83,7 +83,9 @@ async def _issue(settings: Settings, user: User, session: AuthSession) -> TokenP
 
 async def sign_up(settings: Settings, email: str, password: str, display_name: str) -> TokenPair:
     data = validated(
-        SignUpData, {"email": email.strip(), "password": password, "display_name": display_name}
+        SignUpData,
+        {"email": email.strip(), "password": password, "display_name": display_name},
+        prefix="input.",
     )
     normalized = data.email.lower()
     password_hash = hash_password(data.password)
@@ -91,7 +93,7 @@ async def sign_up(settings: Settings, email: str, password: str, display_name: s
         async with in_transaction():
             if await User.filter(email=normalized).exists():
                 raise DomainError(
-                    ErrorCode.EMAIL_TAKEN, "An account with this email exists.", field="email"
+                    ErrorCode.EMAIL_TAKEN, "An account with this email exists.", field="input.email"
                 )
             user = await User.create(
                 email=normalized, password_hash=password_hash, display_name=data.display_name
@@ -100,12 +102,12 @@ async def sign_up(settings: Settings, email: str, password: str, display_name: s
             return await _issue(settings, user, session)
     except IntegrityError:  # a concurrent sign-up with the same email won the race
         raise DomainError(
-            ErrorCode.EMAIL_TAKEN, "An account with this email exists.", field="email"
+            ErrorCode.EMAIL_TAKEN, "An account with this email exists.", field="input.email"
         ) from None
 
 
 async def log_in(settings: Settings, email: str, password: str) -> TokenPair:
-    data = validated(LogInData, {"email": email.strip(), "password": password})
+    data = validated(LogInData, {"email": email.strip(), "password": password}, prefix="input.")
     user = await User.get_or_none(email=data.email.lower())
     if not verify_password(user.password_hash if user else None, data.password) or user is None:
         raise _bad_credentials()
@@ -125,7 +127,9 @@ async def refresh(settings: Settings, token: str) -> TokenPair:
     async with in_transaction():
         row = (
             await RefreshToken.filter(token_hash=tokens.hash_refresh_token(token))
-            .select_for_update()
+            # Lock only the token's row: PostgreSQL refuses FOR UPDATE on the nullable side of
+            # the outer joins that select_related makes.
+            .select_for_update(of=("refresh_tokens",))
             .select_related("session", "session__user")
             .first()
         )

@@ -16,7 +16,7 @@ from tortoise.expressions import Q, Subquery
 
 from models import Course, CourseLevel, CourseMember, CourseStatus, Subject, Topic, User
 from services.errors import invalid
-from services.permissions import visible_courses_q
+from services.permissions import visible_courses_q, visible_courses_scope
 from services.ranks import sort_key
 from services.records import (
     CourseRecord,
@@ -57,6 +57,8 @@ class CourseFilter:
 class CoursePage:
     items: list[CourseRecord]
     has_next_page: bool
+    # What the viewer may see, reused by the page's totalCount.
+    scope: Q
     cursors: list[str] = field(default_factory=list)
 
     @property
@@ -80,17 +82,21 @@ def _decode_cursor(order: CourseOrder, cursor: str) -> tuple[Any, uuid.UUID]:
         column, _ = _ORDER_COLUMNS[order]
         if column.endswith("_at"):
             value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                raise ValueError("naive timestamp")
         elif not isinstance(value, str):
             raise ValueError("bad value")
+        if not isinstance(course_id, str):
+            raise ValueError("bad id")
         return value, uuid.UUID(course_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
         raise invalid(
             "The cursor is not valid for this query; start again without `after`.", field="after"
         ) from None
 
 
-def _filtered(user_id: uuid.UUID, flt: CourseFilter) -> Any:
-    query = Course.filter(visible_courses_q(user_id))
+def _filtered(scope: Q, flt: CourseFilter) -> Any:
+    query = Course.filter(scope)
     if flt.status is not None:
         query = query.filter(status=flt.status)
     if flt.level is not None:
@@ -116,7 +122,8 @@ async def list_courses(
     if not 0 <= first <= MAX_PAGE:
         raise invalid(f"first: between 0 and {MAX_PAGE}.", field="first")
     column, descending = _ORDER_COLUMNS[order]
-    query = _filtered(user_id, flt)
+    scope = await visible_courses_scope(user_id)
+    query = _filtered(scope, flt)
     if after:
         value, after_id = _decode_cursor(order, after)
         op = "lt" if descending else "gt"
@@ -133,12 +140,13 @@ async def list_courses(
     return CoursePage(
         items=items,
         has_next_page=len(rows) > first,
+        scope=scope,
         cursors=[_encode_cursor(order, item) for item in items],
     )
 
 
-async def count_courses(user_id: uuid.UUID, flt: CourseFilter) -> int:
-    return int(await _filtered(user_id, flt).count())
+async def count_courses(scope: Q, flt: CourseFilter) -> int:
+    return int(await _filtered(scope, flt).count())
 
 
 async def courses_by_ids(

@@ -31,13 +31,19 @@ def parse_id(value: Any, field: str = "id") -> uuid.UUID:
         raise invalid("Not a valid id (expected a UUID).", field=field) from None
 
 
+def _camel(name: str) -> str:
+    """The API's spelling of a field (`subject_count` -> `subjectCount`)."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def validated(model: type[M], data: dict[str, Any], prefix: str = "") -> M:
     """Validate with pydantic; the first error becomes INVALID_INPUT naming its field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or None
+        loc = ".".join(_camel(str(p)) for p in first["loc"]) or None
         field = f"{prefix}{loc}" if loc else None
         message = first["msg"]
         if message.startswith("Value error, "):

@@ -92,6 +92,7 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
         DATABASE_URL=url,
         REDIS_URL=REDIS_URL,
         SECRET_KEY="test-secret-key-that-is-long-enough-0123456789",
+        COURSEGEN_ARGON2_PROFILE="CHEAPEST",
     )
     await db.apply_migrations(test_settings)
     try:

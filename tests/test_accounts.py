@@ -16,7 +16,7 @@ import jwt
 import pytest
 
 from models import AuthSession, User
-from settings import Settings, SettingsError
+from settings import Environment, Settings, SettingsError
 from tests.support import SIGN_UP, gql, sign_up
 
 LOG_IN = """
@@ -145,7 +145,9 @@ async def test_sign_up_limits_are_inclusive(client: httpx.AsyncClient) -> None:
 async def test_control_characters_are_stripped_from_the_display_name(
     client: httpx.AsyncClient,
 ) -> None:
-    result = await _sign_up(client, "ctrl@example.com", display_name="\x01Ada\x00 Love\x1blace\x7f ")
+    result = await _sign_up(
+        client, "ctrl@example.com", display_name="\x01Ada\x00 Love\x1blace\x7f "
+    )
 
     assert result["__typename"] == "AuthSuccess", result
     assert result["user"]["displayName"] == "Ada Lovelace"
@@ -208,27 +210,37 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_production_refuses_to_start_without_a_secret_key(clean_environment: Path) -> None:
     with pytest.raises(SettingsError, match="SECRET_KEY"):
-        Settings(COURSEGEN_ENV="production", COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY=None)
+        Settings(
+            COURSEGEN_ENV=Environment.PRODUCTION,
+            COURSEGEN_DATA_DIR=clean_environment,
+            SECRET_KEY=None,
+        )
     assert not (clean_environment / "secret_key").exists()
 
 
 def test_production_refuses_a_short_secret_key(clean_environment: Path) -> None:
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         Settings(
-            COURSEGEN_ENV="production", COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY="x" * 31
+            COURSEGEN_ENV=Environment.PRODUCTION,
+            COURSEGEN_DATA_DIR=clean_environment,
+            SECRET_KEY="x" * 31,
         )
 
 
 def test_production_uses_the_given_secret_key(clean_environment: Path) -> None:
     key = "k" * 32
-    settings = Settings(COURSEGEN_ENV="production", COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY=key)
+    settings = Settings(
+        COURSEGEN_ENV=Environment.PRODUCTION, COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY=key
+    )
     assert settings.signing_key == key
     assert key not in repr(settings)
     assert not (clean_environment / "secret_key").exists()
 
 
 def test_development_generates_a_key_once_and_keeps_it(clean_environment: Path) -> None:
-    first = Settings(COURSEGEN_ENV="development", COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY=None)
+    first = Settings(
+        COURSEGEN_ENV=Environment.DEVELOPMENT, COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY=None
+    )
     key = first.signing_key
 
     assert len(key) >= 32
@@ -236,11 +248,15 @@ def test_development_generates_a_key_once_and_keeps_it(clean_environment: Path) 
     assert path.read_text().strip() == key
     assert path.stat().st_mode & 0o777 == 0o600
 
-    second = Settings(COURSEGEN_ENV="development", COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY=None)
+    second = Settings(
+        COURSEGEN_ENV=Environment.DEVELOPMENT, COURSEGEN_DATA_DIR=clean_environment, SECRET_KEY=None
+    )
     assert second.signing_key == key
 
     elsewhere = Settings(
-        COURSEGEN_ENV="development", COURSEGEN_DATA_DIR=clean_environment / "other", SECRET_KEY=None
+        COURSEGEN_ENV=Environment.DEVELOPMENT,
+        COURSEGEN_DATA_DIR=clean_environment / "other",
+        SECRET_KEY=None,
     )
     assert elsewhere.signing_key != key
 

@@ -34,9 +34,9 @@ query Dashboard($first: Int!) {
 }
 """
 
-# auth session + page + count + owners + members + subjects + topics + progress + bookmarks
-# + notes: one statement each, whatever the page size.
-EXPECTED_STATEMENTS = 10
+# auth session + shared ids + page + count + owners + members + subjects + topics + progress
+# + bookmarks + notes: one statement each, whatever the page size.
+EXPECTED_STATEMENTS = 11
 
 
 @pytest.mark.parametrize("courses", [1, 100])
@@ -78,4 +78,4 @@ async def test_total_count_costs_nothing_when_not_asked(client: httpx.AsyncClien
     with count_statements() as statements:
         body = await gql(client, "{ courses { edges { node { id } } } }", token=user.token)
     assert len(body["data"]["courses"]["edges"]) == 1
-    assert len(statements) == 2  # auth session + page
+    assert len(statements) == 3  # auth session + shared ids + page

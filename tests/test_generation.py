@@ -126,8 +126,8 @@ async def test_the_same_idempotency_key_returns_the_same_job(client: httpx.Async
     [
         ({"topic": "ab"}, "input.topic"),
         ({"topic": "x" * 201}, "input.topic"),
-        ({"subjectCount": 13}, "input.subject_count"),
-        ({"topicsPerSubject": 0}, "input.topics_per_subject"),
+        ({"subjectCount": 13}, "input.subjectCount"),
+        ({"topicsPerSubject": 0}, "input.topicsPerSubject"),
         ({"language": "en; DROP"}, "input.language"),
         ({"notes": "n" * 2001}, "input.notes"),
     ],
