@@ -169,11 +169,21 @@ async def retry_generation(
     return job
 
 
-async def claim(job_id: uuid.UUID, max_attempts: int) -> ClaimedJob | None:
-    """Take a queued (or interrupted) job for this worker; None if it is not to run."""
+async def claim(
+    job_id: uuid.UUID, max_attempts: int, *, takeover: bool = False
+) -> ClaimedJob | None:
+    """Take a queued job for this worker; None if it is not to run.
+
+    A `running` job is taken only as a `takeover` (its worker is known dead: an idle entry
+    claimed from it, or a restart of the single embedded process); otherwise the delivery is
+    a duplicate of a job that is being worked on. The attempt number returned fences the run:
+    only the latest attempt may finish the job.
+    """
     async with in_transaction():
         job = await GenerationJob.filter(id=job_id).select_for_update().first()
         if job is None or job.status not in ACTIVE:
+            return None
+        if job.status is JobStatus.RUNNING and not takeover:
             return None
         if job.attempts >= max_attempts:
             exhausted = True
@@ -232,8 +242,8 @@ async def complete(
     """
     async with in_transaction():
         job = await GenerationJob.filter(id=claimed.job_id).select_for_update().first()
-        if job is None or job.status is not JobStatus.RUNNING:
-            return False
+        if job is None or job.status is not JobStatus.RUNNING or job.attempts != claimed.attempt:
+            return False  # cancelled, or taken over by a later attempt meanwhile
         subjects: list[Subject] = []
         topics: list[Topic] = []
         subject_rank: str | None = None
@@ -278,11 +288,18 @@ async def complete(
     return True
 
 
-async def fail(job_id: uuid.UUID, code: str, message: str, usage: Usage) -> bool:
-    """Mark an active job failed (its course too); False if it had already ended."""
+async def fail(
+    job_id: uuid.UUID, code: str, message: str, usage: Usage, attempt: int | None = None
+) -> bool:
+    """Mark an active job failed (its course too); False if it had already ended.
+
+    With `attempt`, only while that attempt is still the job's latest.
+    """
     async with in_transaction():
         job = await GenerationJob.filter(id=job_id).select_for_update().first()
         if job is None or job.status not in ACTIVE:
+            return False
+        if attempt is not None and job.attempts != attempt:
             return False
         await GenerationJob.filter(id=job_id).update(
             status=JobStatus.FAILED,
@@ -304,11 +321,11 @@ async def book_usage(job_id: uuid.UUID, usage: Usage) -> None:
     await _merge_models(job_id, usage)
 
 
-async def unfinished_job_ids() -> list[tuple[uuid.UUID, str]]:
-    """Jobs queued or left running (by a process that stopped), with their requester's tier."""
+async def unfinished_jobs() -> list[tuple[uuid.UUID, str, JobStatus]]:
+    """Jobs queued or left running, oldest first, with their requester's tier."""
     rows = (
         await GenerationJob.filter(status__in=ACTIVE)
         .order_by("created_at")
-        .values("id", "requester__tier")
+        .values("id", "status", "requester__tier")
     )
-    return [(row["id"], str(row["requester__tier"])) for row in rows]
+    return [(row["id"], str(row["requester__tier"]), JobStatus(row["status"])) for row in rows]

@@ -39,8 +39,9 @@ async def run_job(
     max_attempts: int,
     topic_concurrency: int,
     global_limit: asyncio.Semaphore,
+    takeover: bool = False,
 ) -> None:
-    claimed = await jobs.claim(job_id, max_attempts)
+    claimed = await jobs.claim(job_id, max_attempts, takeover=takeover)
     if claimed is None:
         return
     usage = Usage()
@@ -80,22 +81,18 @@ async def run_job(
         raise
     except (GenerationFailed, DomainError) as error:
         code = error.code.value if isinstance(error, DomainError) else error.code
-        await _fail(job_id, course_id, events, code, error.message, usage)
+        await _fail(claimed, events, code, error.message, usage)
     except Exception:
         log.exception("generation job %s failed unexpectedly", job_id)
         message = "The course could not be written. It has been logged; try again later."
-        await _fail(job_id, course_id, events, "GENERATION_FAILED", message, usage)
+        await _fail(claimed, events, "GENERATION_FAILED", message, usage)
 
 
 async def _fail(
-    job_id: uuid.UUID,
-    course_id: uuid.UUID,
-    events: ProgressLog,
-    code: str,
-    message: str,
-    usage: Usage,
+    claimed: jobs.ClaimedJob, events: ProgressLog, code: str, message: str, usage: Usage
 ) -> None:
-    if await jobs.fail(job_id, code, message, usage):
+    job_id, course_id = claimed.job_id, claimed.course_id
+    if await jobs.fail(job_id, code, message, usage, attempt=claimed.attempt):
         await events.append(
             job_id,
             "failed",

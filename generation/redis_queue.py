@@ -22,9 +22,12 @@ import uuid
 from typing import Any
 
 import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ai.writer import CourseWriter
+from generation import jobs
 from generation.pipeline import run_job
 from generation.runner import TIER_HEAD_START_SECONDS
 from models import GenerationJob, JobStatus
@@ -123,6 +126,7 @@ class RedisJobWorker:
 
     async def run(self) -> None:
         await ensure_groups(self.client)
+        await self.reconcile()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._listen_for_cancels())
             group.create_task(self._keep_alive())
@@ -131,37 +135,61 @@ class RedisJobWorker:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def reconcile(self) -> None:
+        """Queue again the unfinished jobs that no stream holds (a Redis restart loses them).
+
+        The database is the record; the streams only carry work. A job found `running` with
+        no entry anywhere lost its worker's entry, so it is re-queued as a takeover (the
+        attempt fence keeps a still-living old run from finishing it).
+        """
+        held: set[uuid.UUID] = set()
+        for tier in TIERS:
+            for _, fields in await self.client.xrange(_stream(tier)):
+                held.add(_job(fields))
+        for job_id, tier, status in await jobs.unfinished_jobs():
+            if job_id in held or job_id in self._running:
+                continue
+            entry = {"job": str(job_id)}
+            if status is JobStatus.RUNNING:
+                entry["takeover"] = "1"
+            await self.client.xadd(_stream(tier), entry)
+            log.warning("worker %s: re-queued job %s missing from the queue", self.name, job_id)
+
     async def _consume(self) -> None:
         while not self._stopping.is_set():
             await self._slots.acquire()
             try:
                 taken = await self._take()
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as error:
+                # Redis restarted (streams and groups gone) or unreachable for a moment.
+                self._slots.release()
+                log.warning("worker %s: queue unavailable (%s); retrying", self.name, error)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, ResponseError):
+                    await ensure_groups(self.client)
+                    await self.reconcile()
+                continue
             except BaseException:
                 self._slots.release()
                 raise
             if taken is None:
                 self._slots.release()
                 continue
-            stream, entry_id, job_id, deliveries = taken
-            task = asyncio.create_task(self._process(stream, entry_id, job_id, deliveries))
+            stream, entry_id, job_id, takeover = taken
+            task = asyncio.create_task(self._process(stream, entry_id, job_id, takeover))
             self._running[job_id] = task
         await self._drain()
 
-    async def _take(self) -> tuple[str, str, uuid.UUID, int] | None:
+    async def _take(self) -> tuple[str, str, uuid.UUID, bool] | None:
         """A dead worker's idle entry first, else the next entry by aged priority."""
         for tier in TIERS:
             stream = _stream(tier)
             _, claimed, _ = await self.client.xautoclaim(
                 stream, GROUP, self.name, min_idle_time=self.idle_ms, start_id="0-0", count=1
             )
-            if claimed:
+            if claimed:  # its consumer stopped renewing it: that worker is gone
                 entry_id, fields = claimed[0]
-                return (
-                    stream,
-                    _decode_id(entry_id),
-                    _job(fields),
-                    await self._deliveries(stream, entry_id),
-                )
+                return stream, _decode_id(entry_id), _job(fields), True
         best: tuple[float, str] | None = None
         for tier in TIERS:
             stream = _stream(tier)
@@ -176,8 +204,8 @@ class RedisJobWorker:
         )
         for stream_name, entries in reply or []:
             for entry_id, fields in entries:
-                name = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
-                return name, _decode_id(entry_id), _job(fields), 1
+                takeover = _text(fields.get(b"takeover") or b"0") == "1"
+                return _text(stream_name), _decode_id(entry_id), _job(fields), takeover
         return None
 
     async def _next_undelivered(self, stream: str) -> int | None:
@@ -190,15 +218,7 @@ class RedisJobWorker:
         )
         return _ms(entries[0][0]) if entries else None
 
-    async def _deliveries(self, stream: str, entry_id: Any) -> int:
-        pending = await self.client.xpending_range(
-            stream, GROUP, min=entry_id, max=entry_id, count=1
-        )
-        return int(pending[0]["times_delivered"]) if pending else 1
-
-    async def _process(
-        self, stream: str, entry_id: str, job_id: uuid.UUID, deliveries: int
-    ) -> None:
+    async def _process(self, stream: str, entry_id: str, job_id: uuid.UUID, takeover: bool) -> None:
         try:
             await run_job(
                 job_id,
@@ -207,6 +227,7 @@ class RedisJobWorker:
                 max_attempts=self.settings.generation_max_attempts,
                 topic_concurrency=self.settings.generation_topic_concurrency,
                 global_limit=self._global_limit,
+                takeover=takeover,
             )
             job = await GenerationJob.get_or_none(id=job_id)
             if job is not None and job.error_code == "ATTEMPTS_EXHAUSTED":
@@ -216,7 +237,7 @@ class RedisJobWorker:
                     {
                         "job": str(job_id),
                         "tier": tier,
-                        "deliveries": deliveries,
+                        "attempts": job.attempts,
                         "reason": "ATTEMPTS_EXHAUSTED",
                         "at": int(time.time()),
                     },

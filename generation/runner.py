@@ -29,7 +29,10 @@ class InProcessJobRunner:
         self.settings = settings
         self.writer = writer
         self.events = events
-        self._queue: asyncio.PriorityQueue[tuple[float, int, uuid.UUID]] = asyncio.PriorityQueue()
+        # (aged key, arrival order, job id, whether it is a takeover of an interrupted run)
+        self._queue: asyncio.PriorityQueue[tuple[float, int, uuid.UUID, bool]] = (
+            asyncio.PriorityQueue()
+        )
         self._order = itertools.count()
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -37,14 +40,16 @@ class InProcessJobRunner:
 
     async def start(self) -> None:
         """Start the workers and take back the jobs a previous process left unfinished."""
-        for job_id, tier in await jobs.unfinished_job_ids():
-            await self.enqueue(job_id, tier)
+        # This is the only process of an embedded deployment: whatever it left running died
+        # with it, so those runs are taken over.
+        for job_id, tier, _ in await jobs.unfinished_jobs():
+            await self.enqueue(job_id, tier, takeover=True)
         for number in range(self.settings.generation_workers):
             self._workers.append(asyncio.create_task(self._work(), name=f"generation-{number}"))
 
-    async def enqueue(self, job_id: uuid.UUID, tier: str) -> None:
+    async def enqueue(self, job_id: uuid.UUID, tier: str, *, takeover: bool = False) -> None:
         key = time.monotonic() - TIER_HEAD_START_SECONDS.get(tier, 0.0)
-        await self._queue.put((key, next(self._order), job_id))
+        await self._queue.put((key, next(self._order), job_id, takeover))
 
     async def cancel(self, job_id: uuid.UUID) -> None:
         task = self._running.get(job_id)
@@ -65,7 +70,7 @@ class InProcessJobRunner:
 
     async def _work(self) -> None:
         while True:
-            _, _, job_id = await self._queue.get()
+            _, _, job_id, takeover = await self._queue.get()
             task = asyncio.create_task(
                 run_job(
                     job_id,
@@ -74,6 +79,7 @@ class InProcessJobRunner:
                     max_attempts=self.settings.generation_max_attempts,
                     topic_concurrency=self.settings.generation_topic_concurrency,
                     global_limit=self._global_limit,
+                    takeover=takeover,
                 )
             )
             self._running[job_id] = task
