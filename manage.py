@@ -46,10 +46,10 @@ async def _work() -> None:
     """A generation worker: takes jobs from the Redis queue until SIGTERM/SIGINT."""
     import signal
 
+    from ai.routed_writer import build_writer
     from ai.writer import CourseWriter
     from generation.redis_queue import RedisJobWorker
     from models import db
-    from runtime import build_writer
     from settings import Settings
     from subscriptions.redis_client import connect_redis
     from subscriptions.redis_progress_log import RedisProgressLog
@@ -69,6 +69,7 @@ async def _work() -> None:
     try:
         await worker.run()
     finally:
+        await writer.aclose()
         await client.aclose()
         await db.close()
 

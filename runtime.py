@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
-from ai.offline_writer import OfflineCourseWriter
+from ai.routed_writer import build_writer
 from ai.writer import CourseWriter
 from generation.jobs import JobQueue
 from generation.redis_queue import RedisJobQueue, ensure_groups
@@ -34,26 +34,24 @@ class Runtime:
     redis: redis.Redis | None = None
 
 
-def build_writer(settings: Settings, client: redis.Redis | None = None) -> CourseWriter:
-    return OfflineCourseWriter(latency_seconds=settings.offline_writer_latency_ms / 1000)
-
-
 @asynccontextmanager
 async def web_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """What a web process needs; in embedded mode it also runs the jobs itself."""
     if settings.redis_url:
         client = connect_redis(settings.redis_url)
+        writer = build_writer(settings, client)
         try:
             await ensure_groups(client)
             yield Runtime(
                 settings=settings,
                 events=RedisProgressLog(client),
                 jobs=RedisJobQueue(client),
-                writer=build_writer(settings, client),
+                writer=writer,
                 rate_limits=RateLimits(settings.redis_url),
                 redis=client,
             )
         finally:
+            await writer.aclose()
             await client.aclose()
         return
     events = InProcessProgressLog()
@@ -70,4 +68,5 @@ async def web_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
     finally:
         await runner.stop()
+        await writer.aclose()
         await events.close()

@@ -120,6 +120,12 @@ class OfflineCourseWriter:
     def __init__(self, latency_seconds: float = 0.0) -> None:
         self.latency_seconds = latency_seconds
 
+    async def remaining_budget(self, requester: Requester) -> Decimal | None:
+        return None  # writing offline costs nothing
+
+    async def aclose(self) -> None:
+        return None
+
     async def _pause(self) -> None:
         if self.latency_seconds > 0:
             await asyncio.sleep(self.latency_seconds)

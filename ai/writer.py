@@ -99,3 +99,9 @@ class CourseWriter(Protocol):
         requester: Requester,
         usage: Usage,
     ) -> TopicContent: ...
+
+    async def remaining_budget(self, requester: Requester) -> Decimal | None:
+        """USD the requester may still spend today and this month; None: no limit."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -11,8 +11,10 @@ usage. For each delay, N sequential calls are timed each way, after a warm-up:
 - router: `RoutedCourseWriter.write_topic`, i.e. choice, budget reserve/settle, breaker,
   cache lookup and store, coalescing, streaming with timeouts, repair and validation, usage
   booking. Every call has a new topic, so nothing is served from the cache.
-With `--redis`, the router runs once more with breakers, budgets and cache in Redis.
-Prints mean, p50 and p99 of each, and router minus direct.
+With `--redis`, a third path: the router with breakers, budgets and cache in Redis.
+The paths are called in turn (direct, router, ...), N rounds, so background load on a shared
+machine hits them alike. Prints mean, p50 and p99 of each path, router minus direct for each
+statistic, and the median of the per-round differences (the steadiest figure).
 """
 
 from __future__ import annotations
@@ -97,14 +99,23 @@ def config(url: str, prefix: str) -> RouterConfig:
     )
 
 
-async def timed(n: int, call: Callable[[int], Awaitable[Any]], warmup: int = 20) -> list[float]:
+Caller = Callable[[int], Awaitable[Any]]
+
+
+async def interleaved(
+    n: int, callers: dict[str, Caller], warmup: int = 20
+) -> dict[str, list[float]]:
+    """Call each path in turn (direct, router, ...) so that every path sees the same background
+    load: on a shared machine, drift between two separate batches is larger than the effect."""
     for i in range(warmup):
-        await call(-1 - i)
-    samples = []
+        for call in callers.values():
+            await call(-1 - i)
+    samples: dict[str, list[float]] = {label: [] for label in callers}
     for i in range(n):
-        started = time.perf_counter()
-        await call(i)
-        samples.append((time.perf_counter() - started) * 1000)
+        for label, call in callers.items():
+            started = time.perf_counter()
+            await call(i)
+            samples[label].append((time.perf_counter() - started) * 1000)
     return samples
 
 
@@ -131,30 +142,37 @@ async def measure(url: str, n: int, redis_url: str | None) -> dict[str, list[flo
         parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
         json.loads("".join(parts))
 
-    results = {"direct": await timed(n, direct)}
-    await client.close()
-
+    callers: dict[str, Caller] = {"direct": direct}
     backends: list[tuple[str, Any]] = [("router (in-process)", None)]
     if redis_url:
         import redis.asyncio as redis
 
         backends.append(("router (Redis)", redis.from_url(redis_url)))
+    writers = []
+    prefix = f"bench:ai:{run}"
     for label, redis_client in backends:
-        prefix = f"bench:ai:{run}"
         writer = RoutedCourseWriter(Router.from_config(config(url, prefix), redis=redis_client))
+        writers.append(writer)
         who = Requester(uuid.uuid4(), "standard")
 
-        async def routed(i: int, writer: RoutedCourseWriter = writer, who: Requester = who) -> None:
-            await writer.write_topic(REQUEST, "Basics", f"routed {run} {i}", who, Usage())
+        async def routed(
+            i: int, writer: RoutedCourseWriter = writer, who: Requester = who, tag: str = label
+        ) -> None:
+            await writer.write_topic(REQUEST, "Basics", f"{tag} {run} {i}", who, Usage())
 
-        results[label] = await timed(n, routed)
-        await writer.aclose()
-        if redis_client is not None:
-            keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
-            if keys:
-                await redis_client.delete(*keys)
-            await redis_client.aclose()
-    return results
+        callers[label] = routed
+    try:
+        return await interleaved(n, callers)
+    finally:
+        await client.close()
+        for writer in writers:
+            await writer.aclose()
+        for _, redis_client in backends:
+            if redis_client is not None:
+                keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+                if keys:
+                    await redis_client.delete(*keys)
+                await redis_client.aclose()
 
 
 def main() -> None:
@@ -168,19 +186,24 @@ def main() -> None:
         _serve(int(args.serve[0]), float(args.serve[1]))
         return
     print(f"N={args.calls} sequential calls each; times in ms\n")
-    print("| server delay | path | mean | p50 | p99 | overhead mean | p50 | p99 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| server delay | path | mean | p50 | p99 | overhead: mean | p50 | p99 | paired p50 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for delay in (float(d) for d in args.delays.split(",")):
         with fake_server(delay) as url:
             results = asyncio.run(measure(url, args.calls, args.redis))
         base = stats(results["direct"])
         for label, samples in results.items():
             s = stats(samples)
-            diff = (
-                "| - | - | - |"
-                if label == "direct"
-                else f"| {s[0] - base[0]:+.2f} | {s[1] - base[1]:+.2f} | {s[2] - base[2]:+.2f} |"
-            )
+            if label == "direct":
+                diff = "| - | - | - | - |"
+            else:
+                paired = statistics.median(
+                    r - d for r, d in zip(samples, results["direct"], strict=True)
+                )
+                diff = (
+                    f"| {s[0] - base[0]:+.2f} | {s[1] - base[1]:+.2f} | {s[2] - base[2]:+.2f} "
+                    f"| {paired:+.2f} |"
+                )
             print(f"| {delay:g} ms | {label} | {s[0]:.2f} | {s[1]:.2f} | {s[2]:.2f} {diff}")
 
 

@@ -18,7 +18,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
-from ai.writer import CourseRequest, Outline, Requester, TopicContent, Usage
+from ai.writer import CourseRequest, CourseWriter, Outline, Requester, TopicContent, Usage
 from generation.requests import parse_request
 from models import Course, CourseLevel, CourseStatus, GenerationJob, JobStatus, Subject, Topic, User
 from services.accounts import Viewer
@@ -64,6 +64,7 @@ async def request_generation(
     log: ProgressLog,
     limits: RateLimits,
     rate: str,
+    writer: CourseWriter,
 ) -> tuple[GenerationJob, CourseRecord | None]:
     """Create the course (status generating) and its queued job; return both at once.
 
@@ -77,6 +78,12 @@ async def request_generation(
         return existing, await _course_of(viewer.id, existing)
     # Counted only for new work: a retried request (same key) is answered above for free.
     await limits.hit("generate-course", rate, str(viewer.id))
+    left = await writer.remaining_budget(Requester(user_id=viewer.id, tier=viewer.tier.value))
+    if left is not None and left <= 0:
+        raise DomainError(
+            ErrorCode.BUDGET_EXCEEDED,
+            "You have used up your course-writing budget for now; it renews daily and monthly.",
+        )
     try:
         async with in_transaction():
             course = await Course.create(

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 
+from ai.errors import AIError
 from ai.writer import CourseWriter, Outline, TopicContent, Usage
 from generation import jobs
 from services.errors import DomainError
@@ -79,7 +80,7 @@ async def run_job(
         # `running` and is resumed at the next start). Either way keep what was spent.
         await asyncio.shield(jobs.book_usage(job_id, usage))
         raise
-    except (GenerationFailed, DomainError) as error:
+    except (GenerationFailed, DomainError, AIError) as error:
         code = error.code.value if isinstance(error, DomainError) else error.code
         await _fail(claimed, events, code, error.message, usage)
     except Exception:

@@ -41,6 +41,8 @@ TIERS = ("premium", "standard", "free")
 GROUP = "workers"
 DEAD = f"{PREFIX}:dead"
 CANCEL_CHANNEL = f"{PREFIX}:cancel"
+# What a restarted or briefly unreachable Redis raises (NOGROUP after a restart is a reply).
+REDIS_TROUBLE = (RedisConnectionError, RedisTimeoutError, ResponseError)
 
 
 def _stream(tier: str) -> str:
@@ -160,12 +162,12 @@ class RedisJobWorker:
             await self._slots.acquire()
             try:
                 taken = await self._take()
-            except (RedisConnectionError, RedisTimeoutError, ResponseError) as error:
+            except REDIS_TROUBLE as error:
                 # Redis restarted (streams and groups gone) or unreachable for a moment.
                 self._slots.release()
                 log.warning("worker %s: queue unavailable (%s); retrying", self.name, error)
                 await asyncio.sleep(0.5)
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, ResponseError):
+                with contextlib.suppress(*REDIS_TROUBLE):
                     await ensure_groups(self.client)
                     await self.reconcile()
                 continue
@@ -261,18 +263,35 @@ class RedisJobWorker:
         interval = max(self.idle_ms / 3000, 0.2)
         while not self._stopping.is_set():
             await asyncio.sleep(interval)
-            for tier in TIERS:
-                stream = _stream(tier)
-                pending = await self.client.xpending_range(
-                    stream, GROUP, min="-", max="+", count=1000, consumername=self.name
+            try:
+                await self._renew()
+            except REDIS_TROUBLE as error:  # the consume loop restores groups; keep trying
+                log.warning("worker %s: could not renew its entries (%s)", self.name, error)
+
+    async def _renew(self) -> None:
+        for tier in TIERS:
+            stream = _stream(tier)
+            pending = await self.client.xpending_range(
+                stream, GROUP, min="-", max="+", count=1000, consumername=self.name
+            )
+            ids = [p["message_id"] for p in pending]
+            if ids:
+                await self.client.xclaim(
+                    stream, GROUP, self.name, min_idle_time=0, message_ids=ids, justid=True
                 )
-                ids = [p["message_id"] for p in pending]
-                if ids:
-                    await self.client.xclaim(
-                        stream, GROUP, self.name, min_idle_time=0, message_ids=ids, justid=True
-                    )
 
     async def _listen_for_cancels(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._cancel_loop()
+            except REDIS_TROUBLE as error:
+                # Pub/sub does not resubscribe by itself after a lost connection: start over.
+                # A cancel published meanwhile is still honoured: the job row says cancelled,
+                # so the run cannot complete it (and stops at its next state change).
+                log.warning("worker %s: cancel channel lost (%s); resubscribing", self.name, error)
+                await asyncio.sleep(0.5)
+
+    async def _cancel_loop(self) -> None:
         pubsub = self.client.pubsub()
         await pubsub.subscribe(CANCEL_CHANNEL)
         try:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from ai.writer import CourseWriter
 from generation.jobs import JobQueue
 from resolvers.loaders import Loaders
 from services import accounts
@@ -33,6 +34,8 @@ class RequestContext:
     jobs: JobQueue
     events: ProgressLog
     rate_limits: RateLimits
+    # The course writer, whose budgets a request for a new course is checked against.
+    writer: CourseWriter | None = None
     viewer: Viewer | None = None
     # Why a presented token was refused; None when no token was sent.
     auth_error: DomainError | None = None

@@ -26,8 +26,16 @@ async def generate_course(
     context = _context(info)
     viewer = context.require_viewer()
     rate = getattr(context.settings, f"generation_rate_{viewer.tier.value}")
+    assert context.writer is not None, "the view sets the writer"
     return await jobs.request_generation(
-        viewer, data, idempotency_key, context.jobs, context.events, context.rate_limits, rate
+        viewer,
+        data,
+        idempotency_key,
+        context.jobs,
+        context.events,
+        context.rate_limits,
+        rate,
+        context.writer,
     )
 
 

@@ -13,6 +13,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from schema.errors import (
+    BudgetExceededError,
     EmailTakenError,
     ForbiddenError,
     InvalidCredentialsError,
@@ -83,6 +84,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             InvalidCredentialsError,
             RateLimitedError,
             TemporarilyUnavailableError,
+            BudgetExceededError,
         ],
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),

@@ -53,6 +53,11 @@ class TemporarilyUnavailableError(UserError):
 
 
 @strawberry.type
+class BudgetExceededError(UserError):
+    pass
+
+
+@strawberry.type
 class EmailTakenError(UserError):
     pass
 
@@ -70,6 +75,7 @@ _BY_CODE: dict[ErrorCode, type[UserError]] = {
     ErrorCode.EMAIL_TAKEN: EmailTakenError,
     ErrorCode.INVALID_CREDENTIALS: InvalidCredentialsError,
     ErrorCode.TEMPORARILY_UNAVAILABLE: TemporarilyUnavailableError,
+    ErrorCode.BUDGET_EXCEEDED: BudgetExceededError,
 }
 
 

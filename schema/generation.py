@@ -13,6 +13,7 @@ from models import CourseLevel, JobStatus
 from models import GenerationJob as JobRow
 from resolvers import generation as resolve
 from schema.errors import (
+    BudgetExceededError,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
@@ -127,6 +128,7 @@ class RetryGenerationSuccess:
 GenerateCourseResult = Annotated[
     GenerateCourseSuccess
     | InvalidInputError
+    | BudgetExceededError
     | RateLimitedError
     | TemporarilyUnavailableError
     | UnauthenticatedError,

@@ -1,21 +1,168 @@
-"""Strawberry's ASGI view with our per-request context (viewer, loaders, request id)."""
+"""Strawberry's ASGI view with our per-request context (viewer, loaders, request id).
+
+Over HTTP it behaves as Strawberry's view does. Over WebSocket (`graphql-transport-ws` and the
+legacy `graphql-ws`) a connection is a live connection of `subscriptions.connections`:
+- it authenticates in `connection_init`: the payload's `authorization` ("Bearer …", also
+  `token` / `accessToken`), else the handshake's `Authorization` header; without a token it is
+  closed with 4401, with a refused or expired one with 4403 (graphql-ws clients retry 4403,
+  asking `connectionParams` again: that is where a client brings a refreshed token);
+- it must send `connection_init` within `live_connection_init_timeout_seconds` (4408);
+- the server closes it with a clear reason when its token expires or its session ends (4403),
+  when it reads too slowly (1013), when the user has too many connections (1008) and when the
+  server restarts (1012); clients reconnect and resume with `after`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
+from strawberry.types.unset import UNSET, UnsetType
 
 from resolvers.context import RequestContext, bearer_token, build_context
+from resolvers.loaders import Loaders
+from services.errors import DomainError
 from settings import Settings
+from subscriptions.auth import authenticate
+from subscriptions.connections import LiveConnection, LiveRefused, restarting, unauthenticated
+
+
+def _close_reason(message: str) -> str:
+    """A WebSocket close reason is at most 123 bytes."""
+    encoded = message.encode()
+    return message if len(encoded) <= 123 else encoded[:120].decode(errors="ignore") + "..."
+
+
+def _payload_token(params: dict[str, Any] | None) -> str | None:
+    if not params:
+        return None
+    for key in ("authorization", "Authorization", "token", "accessToken", "access_token"):
+        value = params.get(key)
+        if isinstance(value, str) and value.strip():
+            return bearer_token(value) if " " in value.strip() else value.strip()
+    return None
+
+
+def _release(context: RequestContext) -> None:
+    if context.live_connection is not None:
+        context.live_connection.release()
+
+
+class LiveTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    """`graphql-transport-ws` with live-connection auth, limits and closing."""
+
+    _watchdog: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            _release(self.context)
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except LiveRefused as refused:
+            await self.websocket.close(code=refused.ws_code, reason=_close_reason(refused.message))
+            return
+        connection = self.context.live_connection
+        if connection is not None and self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(connection))
+
+    async def _watch(self, connection: LiveConnection) -> None:
+        await connection.closed.wait()
+        # Stop the operations first: none may send `complete`, which would tell the client
+        # its subscription is over instead of letting it resubscribe after reconnecting.
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        reason = connection.reason
+        if reason is not None:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=reason.ws_code, reason=reason.message)
+
+
+class LiveLegacyWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
+    """The legacy `graphql-ws` subprotocol with the same auth, limits and closing."""
+
+    _watchdog: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        view: Any = self.view
+        timeout = asyncio.create_task(
+            self._init_timeout(view.settings.live_connection_init_timeout_seconds)
+        )
+        try:
+            await super().handle()
+        finally:
+            timeout.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            _release(self.context)
+
+    async def _init_timeout(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self.connection_acknowledged:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except LiveRefused as refused:
+            with contextlib.suppress(Exception):
+                await self.send_message(
+                    {
+                        "type": "connection_error",
+                        "payload": {"message": refused.message, "code": refused.code},
+                    }
+                )
+                await self.websocket.close(
+                    code=refused.ws_code, reason=_close_reason(refused.message)
+                )
+            return
+        connection = self.context.live_connection
+        if connection is not None and self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(connection))
+
+    async def _watch(self, connection: LiveConnection) -> None:
+        await connection.closed.wait()
+        reason = connection.reason
+        if reason is not None:
+            # Closed first: this protocol's handler sends `complete` for cancelled operations,
+            # which must not reach the client (it would not resubscribe after reconnecting).
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=reason.ws_code, reason=reason.message)
 
 
 class CoursegenGraphQL(GraphQL[RequestContext, None]):
+    graphql_transport_ws_handler_class = LiveTransportWSHandler
+    graphql_ws_handler_class = LiveLegacyWSHandler
+
     def __init__(self, schema: Any, settings: Settings, **options: Any) -> None:
+        options.setdefault(
+            "connection_init_wait_timeout",
+            timedelta(seconds=settings.live_connection_init_timeout_seconds),
+        )
+        options.setdefault(
+            "max_subscriptions_per_connection", settings.live_max_subscriptions_per_connection
+        )
         super().__init__(schema, **options)
         self.settings = settings
 
@@ -25,7 +172,7 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
         request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
         token = bearer_token(request.headers.get("authorization"))
         runtime = request.app.state.runtime
-        return await build_context(
+        context = await build_context(
             request,
             response,
             self.settings,
@@ -35,3 +182,32 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
             runtime.events,
             runtime.rate_limits,
         )
+        context.live = getattr(request.app.state, "live", None)
+        context.writer = runtime.writer
+        return context
+
+    async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
+        """Authenticate the WebSocket and open its live connection (raises LiveRefused)."""
+        token = _payload_token(context.connection_params) or bearer_token(
+            context.request.headers.get("authorization")
+        )
+        if token is None:
+            raise unauthenticated(
+                "Send an access token: connection_init payload "
+                '{"authorization": "Bearer <token>"} or the Authorization header.',
+                token_sent=False,
+            )
+        live = context.live
+        if live is None or live.draining:
+            raise restarting()
+        try:
+            credentials = await authenticate(self.settings, token)
+        except DomainError as error:
+            raise unauthenticated(error.message, token_sent=True) from None
+        context.live_connection = live.open_connection(
+            credentials, "websocket", bounded_lifetime=False
+        )
+        context.viewer = credentials.viewer
+        context.auth_error = None
+        context.loaders = Loaders(credentials.viewer.id)
+        return UNSET
