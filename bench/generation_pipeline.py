@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +33,9 @@ import asyncpg
 import redis.asyncio as redis
 
 from ai.offline_writer import OfflineCourseWriter
+from ai.routed_writer import build_writer
 from ai.writer import CourseWriter
+from bench.router_overhead import MODEL, fake_server
 from generation.pipeline import run_job
 from generation.redis_queue import RedisJobQueue, ensure_groups
 from models import Course, CourseStatus, GenerationJob, JobStatus, User, db
@@ -46,7 +50,8 @@ SECRET = "bench-secret-key-0123456789-0123456789-abcdef"
 async def _queue_job(owner: User, subjects: int, topics: int) -> uuid.UUID:
     course = await Course.create(owner_id=owner.id, title="Bench", status=CourseStatus.GENERATING)
     request = {
-        "topic": "Distributed systems",
+        # Unique per job: the router's response cache must not answer for the model.
+        "topic": f"Distributed systems {uuid.uuid4().hex[:8]}",
         "audience": "engineers",
         "level": "intermediate",
         "language": "en",
@@ -59,12 +64,15 @@ async def _queue_job(owner: User, subjects: int, topics: int) -> uuid.UUID:
 
 
 @asynccontextmanager
-async def scratch_database(**extra: str) -> AsyncIterator[Settings]:
+async def scratch_database(redis_url: str | None = None) -> AsyncIterator[Settings]:
     name = f"coursegen_bench_gen_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
     await admin.execute(f'CREATE DATABASE "{name}"')
     settings = Settings(
-        COURSEGEN_ENV=Environment.TEST, DATABASE_URL=f"{PG}/{name}", SECRET_KEY=SECRET, **extra
+        COURSEGEN_ENV=Environment.TEST,
+        DATABASE_URL=f"{PG}/{name}",
+        SECRET_KEY=SECRET,
+        REDIS_URL=redis_url,
     )
     try:
         await db.apply_migrations(settings)
@@ -101,10 +109,10 @@ async def pipeline_wall_times(writer: CourseWriter, concurrency_levels: list[int
             print(f"| {level} | {seconds:.2f} | {base / seconds:.1f}x |")
 
 
-async def jobs_per_minute(workers: int, jobs: int, latency_ms: int) -> float:
+async def jobs_per_minute(workers: int, jobs: int, latency_ms: int, models: str | None) -> float:
     redis_url = "redis://127.0.0.1:6379/14"
     processes: list[subprocess.Popen[bytes]] = []
-    async with scratch_database(REDIS_URL=redis_url) as settings:
+    async with scratch_database(redis_url) as settings:
         client = redis.from_url(redis_url)
         try:
             await client.flushdb()
@@ -118,6 +126,8 @@ async def jobs_per_minute(workers: int, jobs: int, latency_ms: int) -> float:
                 COURSEGEN_ENV="production",
                 COURSEGEN_OFFLINE_LATENCY_MS=str(latency_ms),
             )
+            if models:
+                env["COURSEGEN_MODELS"] = models
             processes = [
                 subprocess.Popen(
                     [sys.executable, "manage.py", "worker"],
@@ -148,26 +158,51 @@ async def jobs_per_minute(workers: int, jobs: int, latency_ms: int) -> float:
             await client.aclose()
 
 
+def models_json(url: str) -> str:
+    """One model at the fake server, no budget limits (the bench is about throughput)."""
+    model = {
+        "name": MODEL,
+        "model": MODEL,
+        "base_url": url,
+        "api_key": "bench",
+        "price_input_per_mtok": 1,
+        "price_output_per_mtok": 2,
+        "context_window": 100_000,
+        "capabilities": {"json_mode": True, "streaming": True},
+    }
+    return json.dumps({"models": [model], "policy": {"redis_prefix": "bench:gen"}})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--writer", choices=["offline", "fake-openai"], default="fake-openai")
     parser.add_argument("--skip-workers", action="store_true")
     args = parser.parse_args()
-    latency = args.latency_ms / 1000
-    print(f"## one 6 x 8 course, every model call {args.latency_ms} ms (offline writer)\n")
-    default = Settings(
-        COURSEGEN_ENV=Environment.TEST, SECRET_KEY=SECRET
-    ).generation_topic_concurrency
-    asyncio.run(pipeline_wall_times(OfflineCourseWriter(latency), [1, default, 48]))
-    if args.skip_workers:
-        return
-    print(f"\n## jobs per minute, {args.jobs} courses of 6 x 8, worker processes on Redis\n")
-    print("| workers | jobs/min |")
-    print("|---|---|")
-    for workers in (1, 2):
-        rate = asyncio.run(jobs_per_minute(workers, args.jobs, args.latency_ms))
-        print(f"| {workers} | {rate:.0f} |")
+    settings = Settings(COURSEGEN_ENV=Environment.TEST, SECRET_KEY=SECRET)
+    default = settings.generation_topic_concurrency
+    with contextlib.ExitStack() as stack:
+        models: str | None = None
+        writer: CourseWriter
+        if args.writer == "fake-openai":
+            os.environ["FAKE_FULL_OUTLINES"] = "1"
+            models = models_json(stack.enter_context(fake_server(args.latency_ms)))
+            writer = build_writer(settings.model_copy(update={"models": models}))
+            what = "AI router + openai client against the fake server"
+        else:
+            writer = OfflineCourseWriter(args.latency_ms / 1000)
+            what = "offline writer with simulated latency"
+        print(f"## one 6 x 8 course, every model call {args.latency_ms} ms ({what})\n")
+        asyncio.run(pipeline_wall_times(writer, [1, default, 48]))
+        if args.skip_workers:
+            return
+        print(f"\n## jobs per minute, {args.jobs} courses of 6 x 8, worker processes on Redis\n")
+        print("| workers | jobs/min |")
+        print("|---|---|")
+        for workers in (1, 2):
+            rate = asyncio.run(jobs_per_minute(workers, args.jobs, args.latency_ms, models))
+            print(f"| {workers} | {rate:.0f} |")
 
 
 if __name__ == "__main__":

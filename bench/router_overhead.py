@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -50,6 +51,8 @@ def _serve(port: int, delay_ms: float) -> None:
 
     fake = FakeOpenAI()
     fake.always(MODEL, Step(delay=delay_ms / 1000))
+    # bench.generation_pipeline wants outlines of the size it asks for.
+    fake.full_outlines = os.environ.get("FAKE_FULL_OUTLINES") == "1"
     uvicorn.run(fake, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none")
 
 

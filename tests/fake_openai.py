@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import json
 import os
 import time
@@ -60,13 +61,25 @@ class _ClientGone(Exception):
     pass
 
 
-def default_answer(model: str, body: dict[str, Any]) -> str:
-    """A valid outline when the prompt asks for one, else a valid topic lesson."""
+_COUNTS = re.compile(r"exactly (\d+) subjects.*?exactly (\d+) topic", re.S)
+
+
+def default_answer(model: str, body: dict[str, Any], full_outlines: bool = False) -> str:
+    """A valid outline when the prompt asks for one, else a valid topic lesson.
+
+    Outlines have 2 subjects of 2 topics, or with `full_outlines` the counts the prompt asks.
+    """
     prompt = "\n".join(m.get("content", "") for m in body.get("messages", []))
     if '"subjects"' in prompt:
+        counts = _COUNTS.search(prompt) if full_outlines else None
+        n_subjects, n_topics = (int(counts[1]), int(counts[2])) if counts else (2, 2)
         subjects = [
-            {"title": f"Subject {i}", "summary": f"by {model}", "topics": ["A", "B"]}
-            for i in (1, 2)
+            {
+                "title": f"Subject {i}",
+                "summary": f"by {model}",
+                "topics": [f"Topic {i}.{t}" for t in range(1, n_topics + 1)],
+            }
+            for i in range(1, n_subjects + 1)
         ]
         return json.dumps({"subjects": subjects})
     return json.dumps(
@@ -91,6 +104,8 @@ class FakeOpenAI:
         self.requests: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.in_flight = 0
         self.max_in_flight = 0
+        # Outlines as large as the prompt asks (benchmarks); tests keep the small 2 x 2.
+        self.full_outlines = False
 
     def script(self, model: str, *steps: Step) -> None:
         self.scripts[model].extend(steps)
@@ -142,7 +157,7 @@ class FakeOpenAI:
             error = {"message": message, "type": "fake", "code": step.error_code}
             await _send_json(send, step.status, {"error": error}, headers)
             return
-        answer = step.answer if step.answer is not None else default_answer(model, body)
+        answer = step.answer if step.answer is not None else default_answer(model, body, self.full_outlines)
         if step.fenced:
             answer = f"Here is the JSON you asked for:\n```json\n{answer}\n```\nEnjoy!"
         prompt = "".join(m.get("content", "") for m in body["messages"])
