@@ -45,6 +45,7 @@ ALLOWED = {
     "sync": {"sync", "generation", "subscriptions", "services", "models", "settings"},
     "resolvers": {
         "resolvers",
+        "ai",
         "services",
         "models",
         "settings",
