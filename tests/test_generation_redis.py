@@ -175,3 +175,26 @@ async def test_exhausted_job_is_dead_lettered_and_replays_once(
 async def _status(job_id: str, status: JobStatus) -> bool:
     job = await GenerationJob.get(id=job_id)
     return job.status is status
+
+
+async def test_workers_take_jobs_by_tier_with_aging(
+    app: Starlette, settings: Settings, paused_in_process_worker: None
+) -> None:
+    redis = app.state.runtime.redis
+    now_ms = int(time.time() * 1000)
+    ids = {name: uuid.uuid4() for name in ("old_free", "premium", "standard", "new_free")}
+    # Entry ids carry arrival times: the free job has waited longer than any head start.
+    await redis.xadd(_stream("free"), {"job": str(ids["old_free"])}, id=f"{now_ms - 200_000}-0")
+    await redis.xadd(_stream("free"), {"job": str(ids["new_free"])}, id=f"{now_ms}-0")
+    await redis.xadd(_stream("standard"), {"job": str(ids["standard"])}, id=f"{now_ms - 10}-0")
+    await redis.xadd(_stream("premium"), {"job": str(ids["premium"])}, id=f"{now_ms - 5}-0")
+    worker = RedisJobWorker(redis, settings, app.state.runtime.writer, app.state.runtime.events)
+    order = []
+    for _ in range(4):
+        taken = await worker._take()
+        assert taken is not None
+        stream, entry_id, job_id, _ = taken
+        order.append(job_id)
+        await redis.xack(stream, GROUP, entry_id)
+        await redis.xdel(stream, entry_id)
+    assert order == [ids["old_free"], ids["premium"], ids["standard"], ids["new_free"]]
