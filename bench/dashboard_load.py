@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
+# The dashboard page as issue 7 describes it (~150-190 KB): the syllabus without the lesson
+# bodies, which a course page loads. COURSEGEN_BENCH_WITH_CONTENT=1 adds `content` (~775 KB).
 DASHBOARD = (
     "query Dashboard { courses(first: 20) { totalCount pageInfo { hasNextPage endCursor } "
     "edges { cursor node { id title description level status version updatedAt "
-    "subjects { id title position topics { id title position estimatedMinutes content "
-    "progress { completed } } } } } } }"
+    "subjects { id title position topics { id title position estimatedMinutes "
+    + ("content " if os.environ.get("COURSEGEN_BENCH_WITH_CONTENT") == "1" else "")
+    + "progress { completed } } } } } } }"
 )
 LOG_IN = (
     "mutation LogIn($input: LogInInput!) { logIn(input: $input) { __typename "
