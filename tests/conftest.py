@@ -26,6 +26,9 @@ from generation.redis_queue import RedisJobWorker
 from models import db
 from settings import Environment, Settings
 
+# The AI router tests' fixtures (fake OpenAI server, writer builders).
+pytest_plugins = ["tests.ai_support"]
+
 POSTGRES_URL = os.environ.get("COURSEGEN_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("COURSEGEN_TEST_REDIS_URL")
 

@@ -5,62 +5,13 @@ context overflow moved to a larger window."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
 import pytest
 
 from ai.errors import AIUnavailable, InvalidOutput
 from ai.pricing import cost_usd
-from ai.routed_writer import RoutedCourseWriter
-from ai.router import Router
-from ai.writer import CourseRequest, Outline, Requester, TopicContent, Usage
-from tests.fake_openai import FakeOpenAI, Step, endpoint, router_config, running
-
-REQUEST = CourseRequest(topic="Linear algebra", audience="data scientists")
-Build = Callable[..., RoutedCourseWriter]
-
-
-@pytest.fixture(scope="module")
-async def server() -> AsyncIterator[tuple[FakeOpenAI, str]]:
-    async with running() as pair:
-        yield pair
-
-
-@pytest.fixture
-def fake(server: tuple[FakeOpenAI, str]) -> FakeOpenAI:
-    server[0].reset()
-    return server[0]
-
-
-@pytest.fixture
-def url(server: tuple[FakeOpenAI, str]) -> str:
-    return server[1]
-
-
-@pytest.fixture
-async def build(url: str) -> AsyncIterator[Build]:
-    made: list[RoutedCourseWriter] = []
-
-    def _build(models: list[dict[str, Any]] | None = None, **policy: Any) -> RoutedCourseWriter:
-        config = router_config(models or [endpoint("a", url)], **policy)
-        writer = RoutedCourseWriter(Router.from_config(config))
-        made.append(writer)
-        return writer
-
-    yield _build
-    for writer in made:
-        await writer.aclose()
-
-
-def who(tier: str = "standard") -> Requester:
-    return Requester(uuid.uuid4(), tier)
-
-
-async def topic(writer: RoutedCourseWriter, usage: Usage, name: str = "Vectors") -> TopicContent:
-    return await writer.write_topic(REQUEST, "Basics", name, who(), usage)
-
+from ai.writer import CourseRequest, Outline, Usage
+from tests.ai_support import REQUEST, Build, topic, who
+from tests.fake_openai import FakeOpenAI, Step, endpoint
 
 # 8 -----------------------------------------------------------------------------------------
 

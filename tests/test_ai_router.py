@@ -6,65 +6,17 @@ budgets, cache, coalescing and cancellation: test_ai_shared_state.py.)"""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
 
 import pytest
 
 from ai.breaker import BreakerState
 from ai.errors import AIUnavailable, DeadlineExceeded
 from ai.pricing import cost_usd
-from ai.routed_writer import RoutedCourseWriter
-from ai.router import Router
-from ai.writer import CourseRequest, Requester, TopicContent, Usage
-from tests.fake_openai import FakeOpenAI, Step, endpoint, router_config, running
-
-REQUEST = CourseRequest(topic="Linear algebra", audience="data scientists")
-Build = Callable[..., RoutedCourseWriter]
-
-
-@pytest.fixture(scope="module")
-async def server() -> AsyncIterator[tuple[FakeOpenAI, str]]:
-    async with running() as pair:
-        yield pair
-
-
-@pytest.fixture
-def fake(server: tuple[FakeOpenAI, str]) -> FakeOpenAI:
-    server[0].reset()
-    return server[0]
-
-
-@pytest.fixture
-def url(server: tuple[FakeOpenAI, str]) -> str:
-    return server[1]
-
-
-@pytest.fixture
-async def build(url: str) -> AsyncIterator[Build]:
-    made: list[RoutedCourseWriter] = []
-
-    def _build(models: list[dict[str, Any]] | None = None, **policy: Any) -> RoutedCourseWriter:
-        config = router_config(models or [endpoint("a", url)], **policy)
-        writer = RoutedCourseWriter(Router.from_config(config))
-        made.append(writer)
-        return writer
-
-    yield _build
-    for writer in made:
-        await writer.aclose()
-
-
-def who(tier: str = "standard") -> Requester:
-    return Requester(uuid.uuid4(), tier)
-
-
-async def topic(writer: RoutedCourseWriter, usage: Usage, name: str = "Vectors") -> TopicContent:
-    return await writer.write_topic(REQUEST, "Basics", name, who(), usage)
-
+from ai.writer import Usage
+from tests.ai_support import Build, topic
+from tests.fake_openai import FakeOpenAI, Step, endpoint
 
 # 1 -----------------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -21,28 +20,12 @@ from ai.errors import AIUnavailable, BudgetExceeded
 from ai.pricing import estimate_prompt_tokens, worst_case_cost
 from ai.routed_writer import RoutedCourseWriter, topic_messages
 from ai.router import Router
-from ai.writer import CourseRequest, Requester, TopicContent, Usage
-from tests.fake_openai import FakeOpenAI, Step, endpoint, redis_or_skip, router_config, running
+from ai.writer import CourseRequest, TopicContent, Usage
+from tests.ai_support import who
+from tests.fake_openai import FakeOpenAI, Step, endpoint, redis_or_skip, router_config
 
 REQUEST = CourseRequest(topic="Statistics")
 Backend = tuple[Any | None, str]  # (redis client or None, key prefix)
-
-
-@pytest.fixture(scope="module")
-async def server() -> AsyncIterator[tuple[FakeOpenAI, str]]:
-    async with running() as pair:
-        yield pair
-
-
-@pytest.fixture
-def fake(server: tuple[FakeOpenAI, str]) -> FakeOpenAI:
-    server[0].reset()
-    return server[0]
-
-
-@pytest.fixture
-def url(server: tuple[FakeOpenAI, str]) -> str:
-    return server[1]
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -70,10 +53,6 @@ async def writer_for(
     yield build
     for writer in made:
         await writer.aclose()
-
-
-def who(tier: str = "standard") -> Requester:
-    return Requester(uuid.uuid4(), tier)
 
 
 async def outcomes(calls: list[Awaitable[TopicContent]]) -> list[Any]:
