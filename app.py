@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
@@ -23,9 +24,13 @@ from schema import build_schema
 from services import demo, passwords
 from settings import Settings
 from subscriptions.live import LiveProgress
-from web import health, sse
+from web import health, metrics, sse, sync_routes
+from web.access_log import AccessLogMiddleware
+from web.compression import CompressionMiddleware
+from web.csrf import CSRFMiddleware
 from web.graphql_sse import GraphQLSSE
 from web.graphql_view import CoursegenGraphQL
+from web.limits import BodyLimitMiddleware, TimeoutMiddleware
 from web.logs import configure_logging
 from web.request_id import RequestIdMiddleware
 
@@ -40,7 +45,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     graphql = CoursegenGraphQL(
         schema,
         settings,
-        graphql_ide=None if settings.is_production else "graphiql",
+        graphql_ide="graphiql" if settings.ide_enabled else None,
+        allow_queries_via_get=settings.graphql_get_queries,
+        # Cross-origin WebSocket handshakes only from these (no Origin / same origin: allowed).
+        allowed_origins=settings.websocket_allowed_origins,
     )
     graphql_sse = GraphQLSSE(schema, settings)
     graphql_endpoint = _GraphQLEndpoint(graphql, graphql_sse)
@@ -82,14 +90,42 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/events/jobs/{job_id}", sse.job_events, methods=["GET"]),
         Route("/health/live", health.live),
         Route("/health/ready", health.ready),
+        *sync_routes.routes,
+        Route("/metrics", metrics.endpoint),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
-        lifespan=lifespan,
-    )
+    app = Starlette(routes=routes, middleware=_middleware(settings), lifespan=lifespan)
     app.state.settings = settings
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first: request id, access log, CORS, compression, CSRF, body size, timeout."""
+    stack = [Middleware(RequestIdMiddleware), Middleware(AccessLogMiddleware)]
+    if settings.cors_allowed_origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allowed_origins,
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "apollo-require-preflight",
+                    "x-apollo-operation-name",
+                    "x-requested-with",
+                    "x-request-id",
+                    "last-event-id",
+                ],
+                expose_headers=["x-request-id", "retry-after"],
+                max_age=600,
+            )
+        )
+    stack.append(Middleware(CompressionMiddleware, minimum_size=settings.compression_min_bytes))
+    if settings.csrf_prevention:
+        stack.append(Middleware(CSRFMiddleware))
+    stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    stack.append(Middleware(TimeoutMiddleware, seconds=settings.request_timeout_seconds))
+    return stack
 
 
 class _GraphQLEndpoint:

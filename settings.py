@@ -93,6 +93,80 @@ class Settings(BaseSettings):
     # Open connections whose session was logged out are closed within this long.
     live_session_check_seconds: float = Field(default=60.0, gt=0)
 
+    # --- Request limits and attack surface (schema/cost.py, web/limits.py, web/csrf.py) ------
+    # What one GraphQL document may ask, checked before any resolver runs.
+    max_query_depth: int = Field(default=10, ge=2, le=100)
+    max_query_aliases: int = Field(default=30, ge=1, le=1000)
+    max_query_tokens: int = Field(default=3000, ge=50, le=100_000)
+    # Static cost (see schema/cost.py): refused above this, whatever the budget says.
+    max_query_cost: int = Field(default=200_000, ge=10)
+    # Every response carries `extensions.cost` {requested, actual, remaining, limit}.
+    report_query_cost: bool = True
+    # Cost budgets (`limits` rate strings, a sliding window charged by each request's cost):
+    # per user (authenticated) and per client IP (every request).
+    cost_rate_user: str = "3000000/minute"
+    cost_rate_ip: str = "6000000/minute"
+    # Log-in attempts per account (email) and per IP; sign-ups per IP.
+    login_rate_account: str = "10/15 minutes"
+    login_rate_ip: str = "60/15 minutes"
+    signup_rate_ip: str = "20/hour"
+    # Bodies larger than this are refused with 413 before being parsed.
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # A request that has not started its response after this long gets 504 (streams exempt).
+    request_timeout_seconds: float = Field(default=15.0, gt=0)
+    # PostgreSQL: a statement running longer is cancelled by the server; idle transactions too.
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Pool sizes are db_pool_min / db_pool_max above (per process); a request waiting for a
+    # free connection is bounded by request_timeout_seconds.
+    # Introspection and GraphiQL: None means on outside production, off in production.
+    graphql_introspection: bool | None = None
+    graphql_ide: bool | None = None
+    # GET may carry queries (never mutations); off refuses every GET operation.
+    graphql_get_queries: bool = True
+    # Browser origins allowed by CORS and for cross-origin WebSocket handshakes (JSON lists).
+    # Empty: CORS off; WebSockets only from the same origin or from non-browser clients.
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+    websocket_allowed_origins: list[str] = Field(default_factory=list)
+    # Apollo-style CSRF prevention on POST/GET with "simple" content types.
+    csrf_prevention: bool = True
+    # Responses at least this large are compressed (zstd, br, gzip by Accept-Encoding).
+    compression_min_bytes: int = Field(default=1024, ge=0)
+    # OpenTelemetry tracing (needs the `tracing` extra); exporter from the OTEL_* variables.
+    tracing: bool = Field(default=False, alias="COURSEGEN_TRACING")
+
+    @model_validator(mode="after")
+    def _relaxed_budgets_in_tests(self) -> Settings:
+        # The test suite sends thousands of requests from one IP; tests that check these limits
+        # set them explicitly (on the settings object) for the duration of the test.
+        if self.env is Environment.TEST:
+            for name in (
+                "cost_rate_user",
+                "cost_rate_ip",
+                "login_rate_account",
+                "login_rate_ip",
+                "signup_rate_ip",
+            ):
+                if name not in self.model_fields_set:
+                    setattr(self, name, "1000000/minute")
+            # Tests compare whole response bodies; the cost tests turn the report on.
+            if "report_query_cost" not in self.model_fields_set:
+                self.report_query_cost = False
+        return self
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.graphql_introspection is not None:
+            return self.graphql_introspection
+        return not self.is_production
+
+    @property
+    def ide_enabled(self) -> bool:
+        if self.graphql_ide is not None:
+            return self.graphql_ide
+        return not self.is_production
+
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
         if self.env is Environment.PRODUCTION:

@@ -21,6 +21,7 @@ from tortoise.transactions import in_transaction
 from ai.writer import CourseRequest, CourseWriter, Outline, Requester, TopicContent, Usage
 from generation.requests import parse_request
 from models import Course, CourseLevel, CourseStatus, GenerationJob, JobStatus, Subject, Topic, User
+from services import scopes
 from services.accounts import Viewer
 from services.course_reads import courses_by_ids
 from services.errors import DomainError, ErrorCode, invalid, not_found
@@ -65,10 +66,12 @@ async def request_generation(
     limits: RateLimits,
     rate: str,
     writer: CourseWriter,
+    course_id: uuid.UUID | None = None,
 ) -> tuple[GenerationJob, CourseRecord | None]:
     """Create the course (status generating) and its queued job; return both at once.
 
     The course is returned as created: by the time a reader looks, the job may be done.
+    `course_id`: a client-made id for the course (offline clients, sync).
     """
     request = parse_request(data)
     key = clean_text(idempotency_key) if idempotency_key is not None else None
@@ -87,6 +90,7 @@ async def request_generation(
     try:
         async with in_transaction():
             course = await Course.create(
+                id=course_id or uuid.uuid4(),
                 owner_id=viewer.id,
                 title=request.topic,
                 description=f"A {request.level} course for {request.audience}.",
@@ -100,6 +104,7 @@ async def request_generation(
                 request=dataclasses.asdict(request),
                 idempotency_key=key,
             )
+            await _stamp_course(course.id)
     except IntegrityError:
         # The same key raced in from a retry: the first request's job is the answer.
         if key and (existing := await _by_key(viewer.id, key)):
@@ -108,6 +113,17 @@ async def request_generation(
     await log.append(job.id, "queued", progress=0.0, course_id=course.id)
     await queue.enqueue(job.id, viewer.tier)
     return job, CourseRecord(**{name: getattr(course, name) for name in CourseRecord.FIELDS})
+
+
+async def _stamp_course(
+    course_id: uuid.UUID, subjects: list[Subject] | None = None, topics: list[Topic] | None = None
+) -> None:
+    """Stamp the course's sync scope (inside the caller's transaction)."""
+    course = await Course.get(id=course_id)
+    put = [("course", course.id, scopes.course_data(course))]
+    put += [("subject", s.id, scopes.subject_data(s)) for s in subjects or []]
+    put += [("topic", t.id, scopes.topic_data(t)) for t in topics or []]
+    await scopes.stamp(scopes.course_scope(course_id), put=put)
 
 
 async def _course_of(viewer_id: uuid.UUID, job: GenerationJob) -> CourseRecord | None:
@@ -143,6 +159,7 @@ async def cancel_generation(
         await Course.filter(id=job.course_id).update(
             status=CourseStatus.FAILED, version=F("version") + 1, updated_at=_now()
         )
+        await _stamp_course(job.course_id)
     await queue.cancel(job.id)
     await log.append(job.id, "cancelled", progress=job.progress, course_id=job.course_id)
     return job
@@ -171,6 +188,7 @@ async def retry_generation(
         await Course.filter(id=job.course_id).update(
             status=CourseStatus.GENERATING, version=F("version") + 1, updated_at=_now()
         )
+        await _stamp_course(job.course_id)
     await log.append(job.id, "queued", progress=0.0, course_id=job.course_id)
     await queue.enqueue(job.id, viewer.tier)
     return job
@@ -292,6 +310,7 @@ async def complete(
             **_usage_fields(usage),
         )
         await _merge_models(claimed.job_id, usage)
+        await _stamp_course(claimed.course_id, subjects, topics)
     return True
 
 
@@ -319,6 +338,7 @@ async def fail(
         await Course.filter(id=job.course_id).update(
             status=CourseStatus.FAILED, version=F("version") + 1, updated_at=_now()
         )
+        await _stamp_course(job.course_id)
     return True
 
 

@@ -12,6 +12,14 @@ from models.courses import (
 )
 from models.generation import GenerationJob, JobStatus
 from models.learning import Bookmark, Note, TopicProgress
+from models.sync import (
+    SyncClient,
+    SyncClientGroup,
+    SyncEntry,
+    SyncMutationResult,
+    SyncRejection,
+    SyncScope,
+)
 
 __all__ = [
     "AuthSession",
@@ -26,6 +34,12 @@ __all__ = [
     "Note",
     "RefreshToken",
     "Subject",
+    "SyncClient",
+    "SyncClientGroup",
+    "SyncEntry",
+    "SyncMutationResult",
+    "SyncRejection",
+    "SyncScope",
     "Topic",
     "TopicProgress",
     "User",

@@ -7,12 +7,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as _migrate
 
 from settings import Settings
 
-MODEL_MODULES = ["models.accounts", "models.courses", "models.learning", "models.generation"]
+MODEL_MODULES = [
+    "models.accounts",
+    "models.courses",
+    "models.learning",
+    "models.generation",
+    "models.sync",
+]
 MIGRATIONS_MODULE = "models.migrations"
 
 
@@ -37,9 +44,31 @@ def database_url(settings: Settings) -> str:
     return url
 
 
+def connection_config(settings: Settings) -> str | dict[str, Any]:
+    """The default connection: a URL for SQLite; for PostgreSQL the expanded form, so that
+    every pooled connection gets server-side timeouts (a runaway statement is cancelled by the
+    server after `db_statement_timeout_ms`, a transaction left idle after
+    `db_idle_in_transaction_timeout_ms`) and a connect timeout."""
+    url = database_url(settings)
+    if not url.startswith("postgres"):
+        return url
+    config = expand_db_url(url)
+    credentials = config["credentials"]
+    server_settings = dict(credentials.get("server_settings") or {})
+    server_settings.setdefault("statement_timeout", str(settings.db_statement_timeout_ms))
+    server_settings.setdefault(
+        "idle_in_transaction_session_timeout", str(settings.db_idle_in_transaction_timeout_ms)
+    )
+    credentials["server_settings"] = server_settings
+    credentials.setdefault("timeout", settings.db_connect_timeout_seconds)
+    # Connections idle this long are closed: after a database restart the pool refills.
+    credentials.setdefault("max_inactive_connection_lifetime", 300.0)
+    return config
+
+
 def tortoise_config(settings: Settings) -> dict[str, Any]:
     return {
-        "connections": {"default": database_url(settings)},
+        "connections": {"default": connection_config(settings)},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,

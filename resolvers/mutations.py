@@ -35,12 +35,28 @@ def _optional_id(value: Any, field: str) -> uuid.UUID | None:
     return None if value is None else parse_id(value, field)
 
 
+def _client_ip(info: Info) -> str | None:
+    client = getattr(_context(info).request, "client", None)
+    return getattr(client, "host", None)
+
+
 async def sign_up(info: Info, email: str, password: str, display_name: str) -> TokenPair:
-    return await accounts.sign_up(_context(info).settings, email, password, display_name)
+    context = _context(info)
+    return await accounts.sign_up(
+        context.settings,
+        email,
+        password,
+        display_name,
+        limits=context.rate_limits,
+        client_ip=_client_ip(info),
+    )
 
 
 async def log_in(info: Info, email: str, password: str) -> TokenPair:
-    return await accounts.log_in(_context(info).settings, email, password)
+    context = _context(info)
+    return await accounts.log_in(
+        context.settings, email, password, limits=context.rate_limits, client_ip=_client_ip(info)
+    )
 
 
 async def refresh_token(info: Info, token: str) -> TokenPair:

@@ -7,11 +7,18 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from schema.cost import QueryCost
 from schema.errors import (
     BudgetExceededError,
     EmailTakenError,
@@ -25,6 +32,7 @@ from schema.errors import (
     VersionConflictError,
 )
 from schema.mutations import Mutation
+from schema.observe import ObserveOperation
 from schema.query import Query
 from schema.subscription import LiveMutation, Subscription
 from services.errors import DomainError
@@ -63,12 +71,21 @@ class CoursegenSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    # Extensions are factories: Strawberry makes fresh instances for each operation.
     extensions: list[Any] = [
+        ObserveOperation,
+        # What a document may ask, refused in parsing/validation before any resolver runs.
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+        lambda: QueryCost(settings),
         lambda: MaskErrors(
             should_mask_error=lambda error: not is_client_error(error),
             error_message=MASKED_MESSAGE,
-        )
+        ),
     ]
+    if not settings.introspection_enabled:
+        extensions.insert(1, DisableIntrospection)
     return CoursegenSchema(
         query=Query,
         mutation=merge_types("Mutation", (Mutation, LiveMutation)),

@@ -67,6 +67,7 @@ from schema.results import (
     UpdateTopicResult,
     UpdateTopicSuccess,
 )
+from schema.sync import SyncMutation
 from schema.types import Course, Me, Member, Note, Subject, Topic
 from services.accounts import TokenPair
 from services.errors import DomainError
@@ -103,7 +104,7 @@ def _id(value: object) -> strawberry.ID:
 
 
 @strawberry.type
-class Mutation(GenerationMutation):
+class Mutation(GenerationMutation, SyncMutation):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> SignUpResult:
         call = resolve.sign_up(info, input.email, input.password, input.display_name)

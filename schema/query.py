@@ -8,6 +8,7 @@ from strawberry.types import Info
 from models import CourseLevel, CourseStatus
 from resolvers import queries
 from schema.generation import GenerationQuery
+from schema.sync import SyncQuery
 from schema.types import Course, CourseEdge, Me, PageInfo
 from services.course_reads import CourseFilter, CourseOrder, CoursePage
 
@@ -47,7 +48,7 @@ class CourseConnection:
 
 
 @strawberry.type
-class Query(GenerationQuery):
+class Query(GenerationQuery, SyncQuery):
     @strawberry.field(description="The logged-in user; null without a token.")
     def me(self, info: Info) -> Me | None:
         viewer = queries.me(info)

@@ -12,6 +12,7 @@ from schema.errors import (
     InvalidCredentialsError,
     InvalidInputError,
     NotFoundError,
+    RateLimitedError,
     UnauthenticatedError,
     VersionConflictError,
 )
@@ -108,10 +109,12 @@ class DeleteNoteSuccess:
 
 
 SignUpResult = Annotated[
-    AuthSuccess | InvalidInputError | EmailTakenError, strawberry.union("SignUpResult")
+    AuthSuccess | InvalidInputError | EmailTakenError | RateLimitedError,
+    strawberry.union("SignUpResult"),
 ]
 LogInResult = Annotated[
-    AuthSuccess | InvalidInputError | InvalidCredentialsError, strawberry.union("LogInResult")
+    AuthSuccess | InvalidInputError | InvalidCredentialsError | RateLimitedError,
+    strawberry.union("LogInResult"),
 ]
 RefreshTokenResult = Annotated[
     AuthSuccess | InvalidInputError | UnauthenticatedError, strawberry.union("RefreshTokenResult")

@@ -14,6 +14,7 @@ from models import AuthSession, RefreshToken, User, UserRole, UserTier
 from services import tokens
 from services.errors import DomainError, ErrorCode
 from services.passwords import hash_password, needs_rehash, verify_password
+from services.rate_limits import RateLimits
 from services.validation import clean_text, validated
 from settings import Settings
 
@@ -81,7 +82,19 @@ async def _issue(settings: Settings, user: User, session: AuthSession) -> TokenP
     return TokenPair(access, token, settings.access_token_ttl_seconds, user)
 
 
-async def sign_up(settings: Settings, email: str, password: str, display_name: str) -> TokenPair:
+async def sign_up(
+    settings: Settings,
+    email: str,
+    password: str,
+    display_name: str,
+    *,
+    limits: RateLimits | None = None,
+    client_ip: str | None = None,
+) -> TokenPair:
+    """Create an account. With `limits`, sign-ups per client IP are limited
+    (`signup_rate_ip`) before anything is hashed or written."""
+    if limits is not None and client_ip:
+        await limits.hit_or_local("signup-ip", settings.signup_rate_ip, client_ip)
     data = validated(
         SignUpData,
         {"email": email.strip(), "password": password, "display_name": display_name},
@@ -106,8 +119,22 @@ async def sign_up(settings: Settings, email: str, password: str, display_name: s
         ) from None
 
 
-async def log_in(settings: Settings, email: str, password: str) -> TokenPair:
+async def log_in(
+    settings: Settings,
+    email: str,
+    password: str,
+    *,
+    limits: RateLimits | None = None,
+    client_ip: str | None = None,
+) -> TokenPair:
+    """Log in. With `limits`, every attempt (each aliased `logIn` of a request included) counts
+    against the account (`login_rate_account`) and the client IP (`login_rate_ip`) before the
+    password is checked, so guessing is bounded however the attempts are packed."""
     data = validated(LogInData, {"email": email.strip(), "password": password}, prefix="input.")
+    if limits is not None:
+        if client_ip:
+            await limits.hit_or_local("login-ip", settings.login_rate_ip, client_ip)
+        await limits.hit_or_local("login-account", settings.login_rate_account, data.email.lower())
     user = await User.get_or_none(email=data.email.lower())
     if not verify_password(user.password_hash if user else None, data.password) or user is None:
         raise _bad_credentials()

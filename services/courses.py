@@ -15,6 +15,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from models import Course, CourseLevel, CourseMember, CourseStatus, MemberRole, Subject, Topic, User
+from services import scopes
 from services.errors import DomainError, ErrorCode, invalid, not_found
 from services.permissions import Access, course_access, require_edit, require_owner
 from services.ranks import rank_after, rank_between, sort_key
@@ -109,16 +110,26 @@ async def _bump(course: Course) -> None:
     course.updated_at = now
 
 
+async def _stamp_topic(topic: Topic) -> None:
+    await scopes.stamp(
+        scopes.course_scope(topic.course_id), put=[("topic", topic.id, scopes.topic_data(topic))]
+    )
+
+
 async def create_course(
     user_id: uuid.UUID, data: dict[str, Any], course_id: uuid.UUID | None = None
 ) -> CourseRecord:
     draft = validated(CourseDraft, data, prefix="input.")
-    course = await Course.create(
-        id=course_id or uuid.uuid4(),
-        owner_id=user_id,
-        status=CourseStatus.DRAFT,
-        **draft.model_dump(),
-    )
+    async with in_transaction():
+        course = await Course.create(
+            id=course_id or uuid.uuid4(),
+            owner_id=user_id,
+            status=CourseStatus.DRAFT,
+            **draft.model_dump(),
+        )
+        await scopes.stamp(
+            scopes.course_scope(course.id), put=[("course", course.id, scopes.course_data(course))]
+        )
     return _record(course)
 
 
@@ -148,6 +159,10 @@ async def update_course(
                 setattr(course, name, value)
             course.version += 1
             course.updated_at = now
+            await scopes.stamp(
+                scopes.course_scope(course.id),
+                put=[("course", course.id, scopes.course_data(course))],
+            )
         return _record(course)
 
 
@@ -159,6 +174,7 @@ async def delete_course(user_id: uuid.UUID, course_id: uuid.UUID) -> uuid.UUID:
         await Course.filter(id=course.id).update(
             deleted_at=now, version=F("version") + 1, updated_at=now
         )
+        await scopes.stamp(scopes.course_scope(course.id), delete=[("course", course.id)])
     return course_id
 
 
@@ -179,6 +195,10 @@ async def add_subject(
         rank, position = _rank_after_sibling(siblings, after_subject_id, "input.afterSubjectId")
         subject = await Subject.create(course_id=course_id, rank=rank, **draft.model_dump())
         await _bump(course)
+        await scopes.stamp(
+            scopes.course_scope(course.id),
+            put=[("subject", subject.id, scopes.subject_data(subject))],
+        )
         return _subject_record(subject, position)
 
 
@@ -249,6 +269,7 @@ async def add_topic(
             subject_id=subject.id, course_id=course.id, rank=rank, **draft.model_dump()
         )
         await _bump(course)
+        await _stamp_topic(topic)
         return _topic_record(topic, position)
 
 
@@ -266,6 +287,7 @@ async def update_topic(
             for name, value in changes.items():
                 setattr(topic, name, value)
             await _bump(course)
+            await _stamp_topic(topic)
         position = await _position_of(topic)
         return _topic_record(topic, position)
 
@@ -315,6 +337,7 @@ async def move_topic(
         topic.subject_id = subject_id
         topic.rank = rank
         await _bump(course)
+        await _stamp_topic(topic)
         return _topic_record(topic, position)
 
 
@@ -336,6 +359,9 @@ async def share_course(
             member.role = role
             await member.save(update_fields=["role"])
         await _bump(course)
+        await scopes.stamp(
+            scopes.course_scope(course.id), put=[("member", other.id, scopes.member_data(member))]
+        )
         return MemberRecord(
             course_id=course_id, user_id=other.id, role=member.role, created_at=member.created_at
         )
@@ -351,3 +377,4 @@ async def unshare_course(user_id: uuid.UUID, course_id: uuid.UUID, member_id: uu
         if not deleted:
             raise not_found("member of this course", field="input.userId")
         await _bump(course)
+        await scopes.stamp(scopes.course_scope(course.id), delete=[("member", member_id)])

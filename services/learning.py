@@ -12,6 +12,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import Bookmark, Note, TopicProgress
+from services import scopes
 from services.courses import topic_with_access
 from services.errors import DomainError, ErrorCode, invalid, not_found
 from services.records import NoteRecord, ProgressRecord
@@ -44,6 +45,7 @@ async def set_completion(
         raise invalid("score: between 0 and 100.", field="input.score")
     await topic_with_access(user_id, topic_id)
     async with in_transaction():
+        await scopes.lock(scopes.user_scope(user_id))
         row = (
             await TopicProgress.filter(user_id=user_id, topic_id=topic_id)
             .select_for_update()
@@ -55,6 +57,9 @@ async def set_completion(
         row.completed_at = _now() if completed else None
         row.score = score if completed else None
         await row.save()
+        await scopes.stamp(
+            scopes.user_scope(user_id), put=[("progress", topic_id, scopes.progress_data(row))]
+        )
         return _progress_record(row)
 
 
@@ -78,6 +83,7 @@ async def save_note(
     """Create a note on a topic (no `note_id`, or a new client-made one) or edit one's own."""
     text = _clean_body(body)
     async with in_transaction():
+        await scopes.lock(scopes.user_scope(user_id))
         note = None
         if note_id is not None:
             note = await Note.filter(id=note_id).select_for_update().first()
@@ -93,6 +99,7 @@ async def save_note(
                 )
             except IntegrityError:
                 raise invalid("That note id is taken.", field="input.noteId") from None
+            await _stamp_note(user_id, note)
             return _note_record(note)
         if expected_version is not None and note.version != expected_version:
             raise DomainError(
@@ -105,28 +112,43 @@ async def save_note(
         note.body = text
         note.version += 1
         await note.save(update_fields=["body", "version", "updated_at"])
+        await _stamp_note(user_id, note)
         return _note_record(note)
 
 
+async def _stamp_note(user_id: uuid.UUID, note: Note) -> None:
+    await scopes.stamp(scopes.user_scope(user_id), put=[("note", note.id, scopes.note_data(note))])
+
+
 async def delete_note(user_id: uuid.UUID, note_id: uuid.UUID) -> uuid.UUID:
-    updated = await Note.filter(id=note_id, user_id=user_id, deleted_at=None).update(
-        deleted_at=_now(), updated_at=_now()
-    )
-    if not updated:
-        raise not_found("note", field="id")
+    async with in_transaction():
+        await scopes.lock(scopes.user_scope(user_id))
+        updated = await Note.filter(id=note_id, user_id=user_id, deleted_at=None).update(
+            deleted_at=_now(), updated_at=_now()
+        )
+        if not updated:
+            raise not_found("note", field="id")
+        await scopes.stamp(scopes.user_scope(user_id), delete=[("note", note_id)])
     return note_id
 
 
 async def set_bookmark(user_id: uuid.UUID, topic_id: uuid.UUID, bookmarked: bool) -> None:
     await topic_with_access(user_id, topic_id)
-    if not bookmarked:
-        await Bookmark.filter(user_id=user_id, topic_id=topic_id).delete()
-        return
-    if await Bookmark.filter(user_id=user_id, topic_id=topic_id).exists():
-        return
-    # A concurrent bookmark of the same topic may win the unique index: the outcome is the same.
-    with contextlib.suppress(IntegrityError):
-        await Bookmark.create(user_id=user_id, topic_id=topic_id)
+    scope = scopes.user_scope(user_id)
+    async with in_transaction():
+        # The scope's lock serializes the writers of this user's state.
+        await scopes.lock(scope)
+        if not bookmarked:
+            if await Bookmark.filter(user_id=user_id, topic_id=topic_id).delete():
+                await scopes.stamp(scope, delete=[("bookmark", topic_id)])
+            return
+        if await Bookmark.filter(user_id=user_id, topic_id=topic_id).exists():
+            return
+        # A concurrent bookmark of the same topic may win the unique index: the outcome is the same.
+        with contextlib.suppress(IntegrityError):
+            async with in_transaction():
+                bookmark = await Bookmark.create(user_id=user_id, topic_id=topic_id)
+            await scopes.stamp(scope, put=[("bookmark", topic_id, scopes.bookmark_data(bookmark))])
 
 
 async def progress_by_topic_ids(

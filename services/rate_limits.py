@@ -1,18 +1,36 @@
 """Rate limits by user and action, with the `limits` library: in-process or in Redis.
 
 A refusal is RATE_LIMITED with the seconds until the window lets the next request through.
+`hit` counts one request (moving window). `charge` takes a weight, the cost of a GraphQL
+operation (a sliding-window counter: one counter per window, whatever the weight). When Redis
+is unreachable `charge` and `hit_or_local` fall back to an in-process limiter (per process,
+so a little more generous) instead of refusing: reads and log-ins keep working.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 from services.errors import DomainError, ErrorCode
+
+log = logging.getLogger("coursegen.rate_limits")
+
+_UNREACHABLE = (ConnectionError, TimeoutError, OSError)
+
+
+def _unreachable(error: BaseException) -> bool:
+    if isinstance(error, _UNREACHABLE):
+        return True
+    # redis-py's errors do not all derive from the built-in ones.
+    return type(error).__module__.startswith(("redis", "limits")) and (
+        "Connection" in type(error).__name__ or "Timeout" in type(error).__name__
+    )
 
 
 class RateLimits:
@@ -23,7 +41,12 @@ class RateLimits:
             storage = RedisStorage(uri, implementation="redispy", key_prefix="coursegen:limits")
         else:
             storage = MemoryStorage()
+        self.shared = redis_url is not None
         self._limiter = MovingWindowRateLimiter(storage)
+        self._weighted = SlidingWindowCounterRateLimiter(storage)
+        local = MemoryStorage()
+        self._local = MovingWindowRateLimiter(local)
+        self._local_weighted = SlidingWindowCounterRateLimiter(local)
 
     async def hit(self, action: str, rate: str, *identifiers: str) -> None:
         """Count one request; RATE_LIMITED if `rate` (e.g. "10/hour") is used up."""
@@ -38,9 +61,57 @@ class RateLimits:
                 ErrorCode.TEMPORARILY_UNAVAILABLE,
                 "This action is temporarily unavailable; try again in a moment.",
             ) from error
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise DomainError(
-            ErrorCode.RATE_LIMITED,
-            f"Too many requests ({rate.replace('/', ' per ')}); try again in {retry_after} s.",
-            retry_after=retry_after,
-        )
+        raise _limited(rate, stats.reset_time)
+
+    async def hit_or_local(self, action: str, rate: str, *identifiers: str) -> None:
+        """`hit`, but counted in this process while the shared store is unreachable."""
+        item = parse(rate)
+        limiter = self._limiter
+        try:
+            allowed = await limiter.hit(item, action, *identifiers)
+        except Exception as error:
+            if not _unreachable(error):
+                raise
+            log.warning("rate limits: shared store unreachable, counting in-process")
+            limiter = self._local
+            allowed = await limiter.hit(item, action, *identifiers)
+        if allowed:
+            return
+        stats = await limiter.get_window_stats(item, action, *identifiers)
+        raise _limited(rate, stats.reset_time)
+
+    async def charge(self, action: str, rate: str, cost: int, *identifiers: str) -> int:
+        """Charge `cost` against the budget `rate`; returns what remains in the window, or
+        raises RATE_LIMITED (nothing charged) when the cost does not fit."""
+        item = parse(rate)
+        limiter = self._weighted
+        try:
+            allowed = await limiter.hit(item, action, *identifiers, cost=cost)
+            stats = await limiter.get_window_stats(item, action, *identifiers)
+        except Exception as error:
+            if not _unreachable(error):
+                raise
+            log.warning("rate limits: shared store unreachable, charging in-process")
+            limiter = self._local_weighted
+            allowed = await limiter.hit(item, action, *identifiers, cost=cost)
+            stats = await limiter.get_window_stats(item, action, *identifiers)
+        if allowed:
+            return int(stats.remaining)
+        if cost > item.amount:
+            raise DomainError(
+                ErrorCode.RATE_LIMITED,
+                f"This request costs {cost}, more than the whole budget "
+                f"({rate.replace('/', ' per ')}).",
+                retry_after=item.get_expiry(),
+            )
+        raise _limited(rate, stats.reset_time, budget=True)
+
+
+def _limited(rate: str, reset_time: float, *, budget: bool = False) -> DomainError:
+    retry_after = max(1, math.ceil(reset_time - time.time()))
+    what = "Query cost budget spent" if budget else "Too many requests"
+    return DomainError(
+        ErrorCode.RATE_LIMITED,
+        f"{what} ({rate.replace('/', ' per ')}); try again in {retry_after} s.",
+        retry_after=retry_after,
+    )

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import json
 import os
+import re
 import time
 import uuid
 from collections import Counter, defaultdict, deque
@@ -157,7 +157,11 @@ class FakeOpenAI:
             error = {"message": message, "type": "fake", "code": step.error_code}
             await _send_json(send, step.status, {"error": error}, headers)
             return
-        answer = step.answer if step.answer is not None else default_answer(model, body, self.full_outlines)
+        answer = (
+            step.answer
+            if step.answer is not None
+            else default_answer(model, body, self.full_outlines)
+        )
         if step.fenced:
             answer = f"Here is the JSON you asked for:\n```json\n{answer}\n```\nEnjoy!"
         prompt = "".join(m.get("content", "") for m in body["messages"])

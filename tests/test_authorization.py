@@ -718,6 +718,7 @@ NOT_COVERED_HERE = {"signUp", "logIn", "refreshToken"} | {
     "cancelGeneration",
     "retryGeneration",
     "streamToken",
+    "syncPush",  # tests/test_sync_*.py
 }
 
 

@@ -16,7 +16,14 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from generation.redis_queue import DEAD, GROUP, RedisJobWorker, _stream, replay_dead_letter
+from generation.redis_queue import (
+    DEAD,
+    GROUP,
+    RedisJobWorker,
+    _stream,
+    ensure_groups,
+    replay_dead_letter,
+)
 from models import GenerationJob, JobStatus, Subject, Topic
 from settings import Settings
 from subscriptions.redis_progress_log import RedisProgressLog
@@ -155,7 +162,8 @@ async def test_exhausted_job_is_dead_lettered_and_replays_once(
     await GenerationJob.filter(id=job_id).update(
         status=JobStatus.RUNNING, attempts=settings.generation_max_attempts
     )
-    await redis.xadd(_stream("free"), {"job": job_id})
+    # Delivered as a takeover, as XAUTOCLAIM or a re-queue of a lost running job delivers it.
+    await redis.xadd(_stream("free"), {"job": job_id, "takeover": "1"})
     await _until(lambda: _status(job_id, JobStatus.FAILED))
     job = await GenerationJob.get(id=job_id)
     assert job.error_code == "ATTEMPTS_EXHAUSTED"
@@ -178,9 +186,16 @@ async def _status(job_id: str, status: JobStatus) -> bool:
 
 
 async def test_workers_take_jobs_by_tier_with_aging(
-    app: Starlette, settings: Settings, paused_in_process_worker: None
+    app: Starlette,
+    settings: Settings,
+    paused_in_process_worker: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     redis = app.state.runtime.redis
+    # Streams of their own: an entry id (its arrival time) must exceed every id a stream
+    # ever held, and the shared streams have held newer ones.
+    monkeypatch.setattr("generation.redis_queue.PREFIX", f"test:jobs:{uuid.uuid4().hex[:8]}")
+    await ensure_groups(redis)
     now_ms = int(time.time() * 1000)
     ids = {name: uuid.uuid4() for name in ("old_free", "premium", "standard", "new_free")}
     # Entry ids carry arrival times: the free job has waited longer than any head start.
@@ -198,3 +213,4 @@ async def test_workers_take_jobs_by_tier_with_aging(
         await redis.xack(stream, GROUP, entry_id)
         await redis.xdel(stream, entry_id)
     assert order == [ids["old_free"], ids["premium"], ids["standard"], ids["new_free"]]
+    await redis.delete(*[_stream(tier) for tier in ("premium", "standard", "free")])

@@ -1,0 +1,1 @@
+"""Ground-level observability: Prometheus metric objects every layer may import."""

@@ -1,0 +1,1 @@
+"""Offline sync: push (mutation queues, exactly once), pull (scoped, paginated patches)."""

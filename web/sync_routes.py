@@ -1,0 +1,84 @@
+"""`POST /sync/push` and `POST /sync/pull`: the sync protocol as plain JSON (sync-protocol.md).
+
+Authenticated like the GraphQL API (`Authorization: Bearer <access token>`). Errors of the
+request as a whole: 400 INVALID_INPUT, 401 UNAUTHENTICATED, 403 FORBIDDEN (a client group of
+another user), 413 (over 1 MiB), 503 TEMPORARILY_UNAVAILABLE; the body is
+`{"error": {"code", "message", "field"}}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from resolvers.context import bearer_token
+from services import accounts
+from services.errors import DomainError, ErrorCode
+from sync import pull as pulls
+from sync import push as pushes
+from sync.protocol import MAX_PUSH_BYTES
+
+log = logging.getLogger("coursegen.sync")
+
+STATUS = {
+    ErrorCode.INVALID_INPUT: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.TEMPORARILY_UNAVAILABLE: 503,
+}
+
+
+def _error(
+    code: ErrorCode, message: str, field: str | None = None, status: int = 400
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code.value, "message": message, "field": field}}, status)
+
+
+async def _handle(request: Request, push: bool) -> JSONResponse:
+    settings = request.app.state.settings
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        return _error(ErrorCode.UNAUTHENTICATED, "Send Authorization: Bearer <token>.", status=401)
+    raw = await request.body()
+    if len(raw) > MAX_PUSH_BYTES:
+        return _error(
+            ErrorCode.INVALID_INPUT, "At most 1 MiB per request; send smaller batches.", status=413
+        )
+    try:
+        viewer = await accounts.viewer_from_access_token(settings, token)
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            return _error(ErrorCode.INVALID_INPUT, "The body is not JSON.")
+        if push:
+            env = pushes.env_from_app(request.app.state, settings)
+            result = await pushes.push(viewer, body, env, size=len(raw))
+        else:
+            result = await pulls.pull(viewer, body, settings)
+    except DomainError as error:
+        return _error(error.code, error.message, error.field, STATUS.get(error.code, 400))
+    except Exception as error:
+        if pushes.is_transient(error):
+            log.warning("sync request failed: database unavailable", exc_info=True)
+            return _error(ErrorCode.TEMPORARILY_UNAVAILABLE, "Try again shortly.", status=503)
+        raise
+    return JSONResponse(result)
+
+
+async def sync_push(request: Request) -> JSONResponse:
+    return await _handle(request, push=True)
+
+
+async def sync_pull(request: Request) -> JSONResponse:
+    return await _handle(request, push=False)
+
+
+routes = [
+    Route("/sync/push", sync_push, methods=["POST"]),
+    Route("/sync/pull", sync_pull, methods=["POST"]),
+]
