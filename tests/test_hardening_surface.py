@@ -100,7 +100,9 @@ def _graphql_view(app: Starlette) -> Any:
 
 
 async def test_cors_by_setting() -> None:
-    settings = Settings(COURSEGEN_ENV=Environment.TEST, cors_allowed_origins=["https://app.example"])
+    settings = Settings(
+        COURSEGEN_ENV=Environment.TEST, cors_allowed_origins=["https://app.example"]
+    )
 
     async def hello(_: Request) -> PlainTextResponse:
         return PlainTextResponse("hi")
@@ -119,10 +121,15 @@ async def test_cors_by_setting() -> None:
 
 
 def test_websocket_origins_come_from_the_setting() -> None:
-    settings = Settings(COURSEGEN_ENV=Environment.TEST, websocket_allowed_origins=["https://app.example"])
+    settings = Settings(
+        COURSEGEN_ENV=Environment.TEST, websocket_allowed_origins=["https://app.example"]
+    )
     assert set(_graphql_view(create_app(settings)).allowed_origins) == {"https://app.example"}
     # Strawberry refuses cross-origin handshakes from any other origin (403 before accept).
-    assert set(_graphql_view(create_app(Settings(COURSEGEN_ENV=Environment.TEST))).allowed_origins) == set()
+    assert (
+        set(_graphql_view(create_app(Settings(COURSEGEN_ENV=Environment.TEST))).allowed_origins)
+        == set()
+    )
 
 
 async def test_access_log_has_the_operation_and_user_and_no_secrets(

@@ -227,7 +227,9 @@ async def test_oversized_bodies_are_refused_with_413(client: httpx.AsyncClient) 
 
 
 async def test_slow_requests_get_504_and_streams_are_exempt() -> None:
-    settings = Settings(COURSEGEN_ENV=Environment.TEST, request_timeout_seconds=0.2, csrf_prevention=False)
+    settings = Settings(
+        COURSEGEN_ENV=Environment.TEST, request_timeout_seconds=0.2, csrf_prevention=False
+    )
 
     async def slow(_: Request) -> JSONResponse:
         await asyncio.sleep(5)
