@@ -11,7 +11,7 @@ For each step N it starts, on loopback only and with nothing shared with other w
   pub/sub connection exactly as in production;
 - load-generator processes (bench/fanout_client.py) opening N subscribers to that job: N/2
   plain SSE streams and N/2 GraphQL subscriptions over graphql-transport-ws (see `--ws-share`),
-  each on its own TCP connection.
+  each on its own TCP connection, arriving at `--connect-rate` connections a second.
 
 A warm-up event is appended first: a subscriber that receives it follows live. The bench then
 reads the web process's RSS, publishes `--events` events `--interval` seconds apart with
@@ -241,6 +241,14 @@ async def _line(process: asyncio.subprocess.Process, limit: float) -> dict[str, 
     return result
 
 
+def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for count in counts:
+        for reason, n in count.items():
+            merged[reason] = merged.get(reason, 0) + n
+    return merged
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -320,6 +328,7 @@ async def _run_step(
                             "count": share,
                             "expect": args.events,
                             "connect_timeout": args.connect_timeout,
+                            "rate": args.connect_rate / (2 * max(1, args.clients_per_transport)),
                             "deadline": args.events * args.interval + args.drain,
                         }
                     )
@@ -369,6 +378,7 @@ async def _run_step(
         "receipts": len(latencies),
         "expected_receipts": expected,
         "dropped_connections": sum(r["closed"] for r in results),
+        "drop_reasons": _merged([r.get("reasons", {}) for r in results]),
         "p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
         "p90_ms": round(_percentile(latencies, 0.90) * 1000, 1),
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
@@ -414,6 +424,9 @@ async def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--clients-per-transport", type=int, default=1)
     parser.add_argument("--connect-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--connect-rate", type=float, default=400.0, help="new connections per second, in all"
+    )
     parser.add_argument("--drain", type=float, default=20.0, help="wait after the last event")
     parser.add_argument("--slo", type=float, default=1.0, help="p99 latency bound (seconds)")
     parser.add_argument("--budget", type=float, default=900.0, help="whole run, seconds")

@@ -33,6 +33,12 @@ class Stats:
     received: int = 0
     closed: int = 0
     done: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def failed(self, reason: object) -> None:
+        self.closed += 1
+        key = str(reason)[:80]
+        self.reasons[key] = self.reasons.get(key, 0) + 1
 
     def record(self, event: dict[str, Any]) -> None:
         if event["seq"] == 1:
@@ -81,8 +87,8 @@ async def sse_subscriber(
                         stats.record(orjson.loads(line[6:]))
                         got += 1
         stats.done += 1
-    except (ConnectionError, asyncio.IncompleteReadError):
-        stats.closed += 1
+    except (ConnectionError, asyncio.IncompleteReadError) as error:
+        stats.failed(error)
     finally:
         writer.close()
 
@@ -157,8 +163,8 @@ async def ws_subscriber(
             elif message.get("type") in ("error", "complete"):
                 raise ConnectionError(str(message)[:200])
         stats.done += 1
-    except (ConnectionError, asyncio.IncompleteReadError):
-        stats.closed += 1
+    except (ConnectionError, asyncio.IncompleteReadError) as error:
+        stats.failed(error)
     finally:
         writer.close()
 
@@ -169,18 +175,24 @@ async def main(config: dict[str, Any]) -> None:
     stats = Stats()
     tasks: list[asyncio.Task[None]] = []
     expect += 1  # the warm-up event, then the measured ones
+    rate = float(config.get("rate", 400))
     for index in range(count):
         if config["transport"] == "sse":
             coro = sse_subscriber(host, port, config["path"], config["token"], stats, expect)
         else:
             coro = ws_subscriber(host, port, config["jobId"], config["token"], stats, expect)
         tasks.append(asyncio.create_task(coro))
-        if index % 200 == 199:
-            await asyncio.sleep(0.05)  # do not flood the accept queue
+        if index % 20 == 19:
+            await asyncio.sleep(20 / rate)  # arrive at `rate` connections a second
     settle = time.monotonic() + float(config["connect_timeout"])
     while stats.subscribed + stats.closed < count and time.monotonic() < settle:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
-    print(json.dumps({"subscribed": stats.subscribed, "closed": stats.closed}), flush=True)
+    print(
+        json.dumps(
+            {"subscribed": stats.subscribed, "closed": stats.closed, "reasons": stats.reasons}
+        ),
+        flush=True,
+    )
     # The orchestrator now publishes the measured events.
     deadline = time.monotonic() + float(config["deadline"])
     _, pending = await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0.1))
@@ -195,6 +207,7 @@ async def main(config: dict[str, Any]) -> None:
                 "closed": stats.closed,
                 "done": stats.done,
                 "timed_out": len(pending),
+                "reasons": stats.reasons,
             }
         ),
         flush=True,

@@ -34,7 +34,7 @@ from schema.errors import (
 from schema.mutations import Mutation
 from schema.observe import ObserveOperation
 from schema.query import Query
-from schema.subscription import LiveMutation, Subscription
+from schema.subscription import LiveMutation, SharedEventExecutionContext, Subscription
 from services.errors import DomainError
 from settings import Settings
 
@@ -90,6 +90,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         query=Query,
         mutation=merge_types("Mutation", (Mutation, LiveMutation)),
         subscription=Subscription,
+        execution_context_class=SharedEventExecutionContext,
         # Error types reached only through the UserError interface must still be in the schema.
         types=[
             InvalidInputError,

@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
 import strawberry
+from graphql import FieldNode, OperationType, SelectionSetNode, VariableNode, visit
+from graphql.language import Visitor
 from strawberry.scalars import JSON
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
 from resolvers import live as resolve
@@ -82,6 +85,72 @@ class _GraphQLEvents:
         if len(cls._cache) > _CACHE_SIZE:
             cls._cache.popitem(last=False)
         return converted
+
+
+class _VariablesIn(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_variable(self, node: VariableNode, *_: object) -> None:
+        self.names.add(node.name.value)
+
+
+class SharedEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """The schema's execution context: as Strawberry's, except that a subscription event whose
+    root is a `ProgressEvent` is executed once per process for every subscriber that asked
+    for the same selection, not once per subscriber (a job with 5,000 subscribers costs one
+    execution per event, not 5,000). The result depends only on the event, the document and
+    the variables the selection uses: `ProgressEvent` fields are plain values that do not
+    depend on the viewer (keep it so)."""
+
+    _results: OrderedDict[tuple[object, ...], tuple[object, Any]] = OrderedDict()
+    _selection_variables: dict[tuple[str, str | None], frozenset[str]] = {}
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        root = self.root_value
+        operation = self.operation
+        if not isinstance(root, ProgressEvent) or operation.operation != OperationType.SUBSCRIPTION:
+            return super().execute_operation(serially)
+        key = self._key(root)
+        cached = self._results.get(key)
+        if cached is not None and cached[0] is root:
+            return cached[1]
+        result = super().execute_operation(serially)
+        if not self.is_awaitable(result) and not getattr(result, "errors", None):
+            self._results[key] = (root, result)
+            if len(self._results) > _CACHE_SIZE:
+                self._results.popitem(last=False)
+        return result
+
+    def _key(self, root: ProgressEvent) -> tuple[object, ...]:
+        operation = self.operation
+        source = operation.loc.source.body if operation.loc else repr(operation)
+        name = operation.name.value if operation.name else None
+        names = self._selection_variables.get((source, name))
+        if names is None:
+            names = _variables_below_root_fields(operation.selection_set)
+            if len(self._selection_variables) > _CACHE_SIZE:
+                self._selection_variables.clear()
+            self._selection_variables[(source, name)] = names
+        values = self.variable_values.coerced
+        used = tuple(sorted((n, repr(values.get(n))) for n in names))
+        return (id(root), source, name, used)
+
+
+def _variables_below_root_fields(selection: SelectionSetNode) -> frozenset[str]:
+    """Variables an event's rendering may depend on: all of them, except those used only as
+    arguments of the root field (they chose the source stream, e.g. `jobId` and `after`)."""
+    visitor = _VariablesIn()
+    for node in selection.selections:
+        if not isinstance(node, FieldNode):
+            visit(node, visitor)  # a fragment at the root: be conservative
+            continue
+        for directive in node.directives or ():
+            visit(directive, visitor)
+        if node.selection_set is not None:
+            visit(node.selection_set, visitor)
+    return frozenset(visitor.names)
 
 
 @strawberry.type

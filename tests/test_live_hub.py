@@ -110,9 +110,10 @@ async def test_followers_joining_during_a_flood_each_get_a_contiguous_run(
         await asyncio.sleep(delay)
         return await drain(kit.hub.follower(job.id, after=after), limit=10)
 
-    joins = [join(after, delay) for after, delay in ((0, 0), (1, 0.001), (0, 0.005), (5, 0.01))]
-    results = await asyncio.gather(writer(), *joins)
-    for (after, _), events in zip(((0, 0), (1, 0), (0, 0), (5, 0)), results[1:], strict=True):
+    plan = ((0, 0.0), (1, 0.001), (0, 0.005), (5, 0.01))
+    _, *results = await asyncio.gather(writer(), *(join(a, d) for a, d in plan))
+    for (after, _), events in zip(plan, results, strict=True):
+        assert events is not None
         assert_contiguous([e.seq for e in events], first=after + 1)
         assert events[-1].type == "completed" and events[-1].seq == 122
 
@@ -135,7 +136,8 @@ async def test_a_slow_consumer_is_cut_off_and_slows_nobody(kit: Kit, owner: uuid
         await asyncio.sleep(0.005)  # a steady stream, not one burst larger than the queue
     await kit.append(job, "completed", progress=1.0)
     events = await reader
-    assert_contiguous([e.seq for e in events]) and len(events) == 21
+    assert_contiguous([e.seq for e in events])
+    assert len(events) == 21
     assert slow.reason is SLOW_CONSUMER and fast.reason is None
     assert await stuck.next() is None  # the cut-off follower ends at once
     slow.release()

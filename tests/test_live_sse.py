@@ -7,6 +7,7 @@ import dataclasses
 import json
 import socket
 import time
+import uuid
 
 import httpx
 import pytest
@@ -199,7 +200,7 @@ async def test_an_expiring_token_closes_the_stream_saying_so(
     assert time.monotonic() - started < 3
 
 
-async def _session_of(token: str, settings: Settings) -> object:
+async def _session_of(token: str, settings: Settings) -> uuid.UUID:
     claims = tokens.decode_access_token(
         token, key=settings.signing_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )

@@ -229,3 +229,31 @@ async def test_an_expiring_token_or_ended_session_closes_the_socket(
         await gql(http, "mutation { logOut { __typename } }", token=user.token)
         await live_of(app).registry._close_ended_sessions()  # the periodic check, run now
         assert await closed(socket) == (4403, "The session has ended; log in again.")
+
+
+async def test_subscribers_share_an_event_yet_get_their_own_selection(
+    app: Starlette, http: httpx.AsyncClient, live_server: str
+) -> None:
+    # One execution per event serves every subscriber asking the same selection; others differ.
+    user = await sign_up(http)
+    job = await job_row(user)
+    narrow = "subscription($jobId: ID!) { generationProgress(jobId: $jobId) { seq } }"
+    directed = (
+        "subscription($jobId: ID!, $t: Boolean!) { generationProgress(jobId: $jobId) "
+        "{ seq type @include(if: $t) } }"
+    )
+    async with ws(live_server, TRANSPORT_WS, user.token) as socket:
+        await receive(socket)
+        await subscribe(socket, TRANSPORT_WS, "full", {"jobId": str(job.id)})
+        await subscribe(socket, TRANSPORT_WS, "narrow", {"jobId": str(job.id)}, narrow)
+        await subscribe(socket, TRANSPORT_WS, "on", {"jobId": str(job.id), "t": True}, directed)
+        await subscribe(socket, TRANSPORT_WS, "off", {"jobId": str(job.id), "t": False}, directed)
+        await asyncio.sleep(0.2)
+        await append(app, job, "started")
+        got: dict[str, dict[str, Any]] = {}
+        while len(got) < 4:
+            message = await receive(socket)
+            got[message["id"]] = message["payload"]["data"]["generationProgress"]
+    assert got["narrow"] == {"seq": 1} and got["off"] == {"seq": 1}
+    assert got["on"] == {"seq": 1, "type": "started"}
+    assert got["full"]["type"] == "started" and got["full"]["jobId"] == str(job.id)
