@@ -34,7 +34,7 @@ from settings import Settings
 from subscriptions.events import ProgressEvent
 from subscriptions.live import LiveProgress
 from tests import support
-from tests.support import gql, sign_up
+from tests.support import gql
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_RUN = bool(os.environ.get("COURSEGEN_TEST_REDIS_URL"))
@@ -320,7 +320,3 @@ def stop(*processes: subprocess.Popen[bytes]) -> None:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
-
-
-async def new_user(http: httpx.AsyncClient) -> support.TestUser:
-    return await sign_up(http)
