@@ -143,14 +143,20 @@ async def visible_job(viewer_id: uuid.UUID, job_id: uuid.UUID) -> GenerationJob:
     return job
 
 
+async def _own_job_locked(viewer: Viewer, job_id: uuid.UUID, verb: str) -> GenerationJob:
+    """The viewer's own job, row-locked for the caller's transaction."""
+    job = await visible_job(viewer.id, job_id)
+    job = await GenerationJob.filter(id=job.id).select_for_update().get()
+    if job.requester_id != viewer.id:
+        raise DomainError(ErrorCode.FORBIDDEN, f"Only who asked for this course may {verb} it.")
+    return job
+
+
 async def cancel_generation(
     viewer: Viewer, job_id: uuid.UUID, queue: JobQueue, log: ProgressLog
 ) -> GenerationJob:
     async with in_transaction():
-        job = await visible_job(viewer.id, job_id)
-        job = await GenerationJob.filter(id=job.id).select_for_update().get()
-        if job.requester_id != viewer.id:
-            raise DomainError(ErrorCode.FORBIDDEN, "Only who asked for this course may cancel it.")
+        job = await _own_job_locked(viewer, job_id, "cancel")
         if job.status not in ACTIVE:
             raise invalid(f"The job has already {job.status.value}.", field="jobId")
         job.status = JobStatus.CANCELLED
@@ -169,10 +175,7 @@ async def retry_generation(
     viewer: Viewer, job_id: uuid.UUID, queue: JobQueue, log: ProgressLog
 ) -> GenerationJob:
     async with in_transaction():
-        job = await visible_job(viewer.id, job_id)
-        job = await GenerationJob.filter(id=job.id).select_for_update().get()
-        if job.requester_id != viewer.id:
-            raise DomainError(ErrorCode.FORBIDDEN, "Only who asked for this course may retry it.")
+        job = await _own_job_locked(viewer, job_id, "retry")
         if job.status not in FINISHED:
             raise invalid("Only a failed or cancelled job can be retried.", field="jobId")
         await GenerationJob.filter(id=job.id).update(

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from models import Course, CourseStatus, Subject, Topic
 from services.ranks import rank_after
+from settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def gql(
@@ -134,3 +141,27 @@ def count_statements() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+def spawn_worker(
+    settings: Settings, redis_url: str, latency_ms: int, workers: int = 2
+) -> subprocess.Popen[bytes]:
+    """A real `manage.py worker` process on the test database and Redis (idle claim 1 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DATABASE_URL=settings.resolved_database_url,
+        REDIS_URL=redis_url,
+        SECRET_KEY=str(settings.secret_key),
+        COURSEGEN_ENV="test",
+        COURSEGEN_OFFLINE_LATENCY_MS=str(latency_ms),
+        GENERATION_WORKERS=str(workers),
+        GENERATION_CLAIM_IDLE_SECONDS="1",
+    )
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +26,7 @@ from models import GenerationJob, JobStatus, Subject, Topic
 from settings import Settings
 from subscriptions.redis_progress_log import RedisProgressLog
 from tests.conftest import start_redis_worker
-from tests.support import gql, sign_up
+from tests.support import gql, sign_up, spawn_worker
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("COURSEGEN_TEST_REDIS_URL")
@@ -42,27 +40,6 @@ mutation($input: GenerateCourseInput!) {
   generateCourse(input: $input) { ... on GenerateCourseSuccess { job { id } course { id } } }
 }
 """
-
-
-def _spawn_worker(settings: Settings, latency_ms: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        DATABASE_URL=settings.resolved_database_url,
-        REDIS_URL=str(settings.redis_url),
-        SECRET_KEY=str(settings.secret_key),
-        COURSEGEN_ENV="test",
-        COURSEGEN_OFFLINE_LATENCY_MS=str(latency_ms),
-        GENERATION_CLAIM_IDLE_SECONDS="1",
-        GENERATION_WORKERS="1",
-    )
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture
@@ -93,7 +70,9 @@ async def test_killed_worker_has_its_job_finished_by_another(
     client: httpx.AsyncClient, app: Starlette, settings: Settings, paused_in_process_worker: None
 ) -> None:
     redis = app.state.runtime.redis
-    workers = [_spawn_worker(settings, latency_ms=150) for _ in range(2)]
+    workers = [
+        spawn_worker(settings, str(settings.redis_url), latency_ms=150, workers=1) for _ in range(2)
+    ]
     try:
         user = await sign_up(client)
         body = await gql(
@@ -106,8 +85,15 @@ async def test_killed_worker_has_its_job_finished_by_another(
         course_id = body["data"]["generateCourse"]["course"]["id"]
 
         async def holder() -> str | None:
-            pending = await redis.xpending_range(_stream("free"), GROUP, min="-", max="+", count=10)
-            return pending[0]["consumer"].decode() if pending else None
+            """The consumer holding this job's entry (other tests may leave theirs pending)."""
+            stream = _stream("free")
+            for entry in await redis.xpending_range(stream, GROUP, min="-", max="+", count=100):
+                for _, fields in await redis.xrange(
+                    stream, min=entry["message_id"], max=entry["message_id"]
+                ):
+                    if fields[b"job"].decode() == job_id:
+                        return str(entry["consumer"].decode())
+            return None
 
         await _until(lambda: _running(job_id))
         await _until(holder)

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from settings import Settings
 from subscriptions.redis_client import connect_redis
 from subscriptions.redis_progress_log import RedisProgressLog
-from tests.support import sign_up
+from tests.support import sign_up, spawn_worker
 from tests.test_live_support import (
     REDIS_RUN,
     SUBSCRIPTION,
@@ -34,7 +34,6 @@ from tests.test_live_support import (
     job_row,
     read_sse,
     spawn_web,
-    spawn_worker,
     stop,
     wait_ready,
 )

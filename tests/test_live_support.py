@@ -272,27 +272,6 @@ def spawn_web(
     )
 
 
-def spawn_worker(settings: Settings, redis_url: str, latency_ms: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        DATABASE_URL=settings.resolved_database_url,
-        REDIS_URL=redis_url,
-        SECRET_KEY=str(settings.secret_key),
-        COURSEGEN_ENV="test",
-        COURSEGEN_OFFLINE_LATENCY_MS=str(latency_ms),
-        GENERATION_WORKERS="2",
-        GENERATION_CLAIM_IDLE_SECONDS="1",
-    )
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def wait_ready(base: str, process: subprocess.Popen[bytes], limit: float = 30) -> None:
     deadline = time.monotonic() + limit
     async with httpx.AsyncClient(base_url=base, timeout=2) as client:
