@@ -15,16 +15,19 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from fastpath.endpoint import FastPath
 from models import db
 from runtime import web_runtime
 from schema import build_schema
-from services import demo, passwords
+from services import demo, passwords, scopes
 from settings import Settings
 from subscriptions.live import LiveProgress
-from web import health, metrics, sse, sync_routes
+from sync import poke as sync_poke
+from web import health, metrics, persisted_queries, sse, sync_routes, tracing
 from web.access_log import AccessLogMiddleware
 from web.compression import CompressionMiddleware
 from web.csrf import CSRFMiddleware
@@ -32,6 +35,7 @@ from web.graphql_sse import GraphQLSSE
 from web.graphql_view import CoursegenGraphQL
 from web.limits import BodyLimitMiddleware, TimeoutMiddleware
 from web.logs import configure_logging
+from web.outages import OutageMiddleware
 from web.request_id import RequestIdMiddleware
 
 log = logging.getLogger("coursegen")
@@ -41,17 +45,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     configure_logging()
     passwords.use_profile(settings.argon2_profile)
-    schema = build_schema(settings)
+    fast_path = FastPath(settings)
+    tracing.configure(settings)
+    # Read and checked now: a broken manifest stops the start, not the first request.
+    trusted = persisted_queries.load_trusted(settings)
+    extra = [*tracing.schema_extensions(settings), *persisted_queries.schema_extensions(trusted)]
+    schema = build_schema(settings, fast_path, extra)
     graphql = CoursegenGraphQL(
         schema,
         settings,
+        trusted=trusted,
         graphql_ide="graphiql" if settings.ide_enabled else None,
         allow_queries_via_get=settings.graphql_get_queries,
         # Cross-origin WebSocket handshakes only from these (no Origin / same origin: allowed).
         allowed_origins=settings.websocket_allowed_origins,
     )
     graphql_sse = GraphQLSSE(schema, settings)
-    graphql_endpoint = _GraphQLEndpoint(graphql, graphql_sse)
+    graphql_endpoint = _GraphQLEndpoint(graphql, graphql_sse, fast_path)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -73,12 +83,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 app.state.draining = False
                 live = app.state.live = LiveProgress.build(settings, runtime.events)
                 await live.start()
+                # Every commit that stamps sync scopes pokes their users (syncPoke).
+                stop_poking = scopes.on_commit(sync_poke.listener(live.broker))
                 restore_signals = _drain_on_sigterm(app, live, settings.live_drain_seconds)
                 try:
                     yield
                 finally:
                     app.state.draining = True
                     restore_signals()
+                    stop_poking()
                     await live.stop()
         finally:
             await db.close()
@@ -95,12 +108,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(routes=routes, middleware=_middleware(settings), lifespan=lifespan)
     app.state.settings = settings
+    app.state.fast_path = fast_path
     return app
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: request id, access log, CORS, compression, CSRF, body size, timeout."""
+    """Outermost first: request id, access log, CORS, outages, compression, CSRF, body size,
+    timeout."""
     stack = [Middleware(RequestIdMiddleware), Middleware(AccessLogMiddleware)]
+    if settings.tracing:  # inside the request id, which its spans carry
+        stack.insert(1, Middleware(tracing.TracingMiddleware))
     if settings.cors_allowed_origins:
         stack.append(
             Middleware(
@@ -120,6 +137,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
                 max_age=600,
             )
         )
+    # Inside CORS, so a browser can read the 503 of an outage.
+    stack.append(Middleware(OutageMiddleware))
     stack.append(Middleware(CompressionMiddleware, minimum_size=settings.compression_min_bytes))
     if settings.csrf_prevention:
         stack.append(Middleware(CSRFMiddleware))
@@ -129,18 +148,51 @@ def _middleware(settings: Settings) -> list[Middleware]:
 
 
 class _GraphQLEndpoint:
-    """`/graphql`: graphql-sse requests (PUT, DELETE, event streams) to the graphql-sse app,
-    everything else to Strawberry's view, unchanged."""
+    """`/graphql`: graphql-sse requests (PUT, DELETE, event streams) to the graphql-sse app;
+    JSON POSTs of learned queries to the fast path (fastpath/), which hands back whatever it
+    does not answer; everything else to Strawberry's view, unchanged."""
 
-    def __init__(self, graphql: CoursegenGraphQL, graphql_sse: GraphQLSSE) -> None:
+    def __init__(
+        self, graphql: CoursegenGraphQL, graphql_sse: GraphQLSSE, fast_path: FastPath
+    ) -> None:
         self.graphql = graphql
         self.graphql_sse = graphql_sse
+        self.fast_path = fast_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if GraphQLSSE.handles(scope):
             await self.graphql_sse(scope, receive, send)
-        else:
-            await self.graphql(scope, receive, send)
+            return
+        if self.fast_path.enabled and scope["method"] == "POST" and _is_json(scope):
+            request = Request(scope, receive)
+            body = await request.body()
+            response = await self.fast_path.handle(request, body, self.graphql.persisted)
+            if response is not None:
+                await response(scope, receive, send)
+                return
+            receive = _replay(body, receive)
+        await self.graphql(scope, receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the already-read body to the next app, then the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _drain_on_sigterm(

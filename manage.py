@@ -50,19 +50,28 @@ async def _work() -> None:
     from ai.writer import CourseWriter
     from generation.redis_queue import RedisJobWorker
     from models import db
+    from services import scopes
     from settings import Settings
+    from subscriptions.redis_broker import RedisPublisher
     from subscriptions.redis_client import connect_redis
     from subscriptions.redis_progress_log import RedisProgressLog
+    from sync import poke
     from web.logs import configure_logging
 
     configure_logging()
     settings = Settings()
     if not settings.redis_url:
         sys.exit("The worker needs REDIS_URL; without it the web process runs jobs itself.")
+    if settings.worker_metrics_port:  # model calls and job outcomes happen here, not in web
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port)
     client = connect_redis(settings.redis_url)
     await db.connect(settings)
     writer: CourseWriter = build_writer(settings, client)
     worker = RedisJobWorker(client, settings, writer, RedisProgressLog(client))
+    # A finished course pokes its readers on every web process (syncPoke).
+    scopes.on_commit(poke.listener(RedisPublisher(client)))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop)
@@ -72,6 +81,24 @@ async def _work() -> None:
         await writer.aclose()
         await client.aclose()
         await db.close()
+
+
+async def _set_role(email: str, role: str) -> None:
+    """grant-admin / revoke-admin: the user with this email becomes an operator, or not."""
+    from models import UserRole, db
+    from services import operations
+    from services.errors import DomainError
+    from settings import Settings
+
+    settings = Settings()
+    try:
+        await db.connect(settings)
+        user = await operations.set_role(email, UserRole(role))
+    except DomainError:
+        sys.exit(f"No user has the email {email!r}.")
+    finally:
+        await db.close()
+    print(f"{user.email} now has the role {user.role.value}")
 
 
 def _export_schema() -> None:
@@ -112,6 +139,10 @@ def main() -> None:
     sub.add_parser("seed-demo", help="seed the demo account into an empty database")
     sub.add_parser("export-schema", help="write the GraphQL schema to schema.graphql")
     sub.add_parser("worker", help="run generation jobs from the Redis queue")
+    for name, role in (("grant-admin", "admin"), ("revoke-admin", "user")):
+        command = sub.add_parser(name, help=f"give a user the role {role} (by email)")
+        command.add_argument("email")
+        command.set_defaults(role=role)
     serve = sub.add_parser("serve", help="run the web service")
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -126,6 +157,8 @@ def main() -> None:
         _export_schema()
     elif args.command == "worker":
         asyncio.run(_work())
+    elif args.command in ("grant-admin", "revoke-admin"):
+        asyncio.run(_set_role(args.email, args.role))
     else:
         _serve(args.host, args.port)
 

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     # Open connections whose session was logged out are closed within this long.
     live_session_check_seconds: float = Field(default=60.0, gt=0)
 
+    # --- Offline sync (sync/, docs/sync.md) -------------------------------------------------
+    # Tombstones (DEL entries) and stored mutation results older than this are deleted; a
+    # client whose cookie predates a deleted tombstone gets that scope in `resetScopes`.
+    sync_tombstone_horizon_days: float = Field(default=30.0, gt=0)
+    # How often one process runs that garbage collection (from pulls), at most.
+    sync_gc_interval_seconds: float = Field(default=3600.0, ge=0)
+
     # --- Request limits and attack surface (schema/cost.py, web/limits.py, web/csrf.py) ------
     # What one GraphQL document may ask, checked before any resolver runs.
     max_query_depth: int = Field(default=10, ge=2, le=100)
@@ -125,6 +132,9 @@ class Settings(BaseSettings):
     graphql_ide: bool | None = None
     # GET may carry queries (never mutations); off refuses every GET operation.
     graphql_get_queries: bool = True
+    # The fast path (fastpath/): learned dashboard and course-page queries answered from a few
+    # keyed SQL statements without graphql-core's executor (PostgreSQL only).
+    graphql_fast_path: bool = True
     # Browser origins allowed by CORS and for cross-origin WebSocket handshakes (JSON lists).
     # Empty: CORS off; WebSockets only from the same origin or from non-browser clients.
     cors_allowed_origins: list[str] = Field(default_factory=list)
@@ -133,8 +143,24 @@ class Settings(BaseSettings):
     csrf_prevention: bool = True
     # Responses at least this large are compressed (zstd, br, gzip by Accept-Encoding).
     compression_min_bytes: int = Field(default=1024, ge=0)
-    # OpenTelemetry tracing (needs the `tracing` extra); exporter from the OTEL_* variables.
+    # OpenTelemetry tracing (web/tracing.py): a span per HTTP request and per GraphQL
+    # operation, exported over OTLP as the standard OTEL_* variables say
+    # (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...). Off: no tracing code runs at all.
     tracing: bool = Field(default=False, alias="COURSEGEN_TRACING")
+
+    # --- Persisted documents (web/persisted_queries.py) ----------------------------------
+    # Automatic persisted queries (Apollo's APQ): a document registered under its SHA-256
+    # is kept this long in Redis, or in an in-process LRU of `apq_cache_size` documents.
+    apq_enabled: bool = True
+    apq_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    apq_cache_size: int = Field(default=1000, ge=10, le=1_000_000)
+    # Trusted documents: a JSON manifest `{"<sha256>": "<document>"}` (or Apollo's persisted
+    # query manifest) written at deploy time. When set, only those documents are executed,
+    # on every transport; anything else is refused with OPERATION_NOT_TRUSTED.
+    trusted_documents: Path | None = None
+
+    # A `worker` process serves its Prometheus metrics (model calls, jobs) on this port.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _relaxed_budgets_in_tests(self) -> Settings:

@@ -24,6 +24,7 @@ from ai.json_output import parse_answer
 from ai.pricing import cost_usd, estimate_prompt_tokens, estimate_tokens, worst_case_cost
 from ai.upstream import Completion, call
 from ai.writer import Requester, Usage
+from observability import metrics
 
 if TYPE_CHECKING:
     from ai.router import Router
@@ -43,6 +44,24 @@ def bill(
         tout = estimate_tokens(completion.text)
         estimated = True
     return tin, tout, cost_usd(model, tin, tout), estimated
+
+
+def observe_call(
+    model: str,
+    outcome: str,
+    seconds: float,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost: Decimal = Decimal(0),
+) -> None:
+    """Prometheus: one upstream call (never a cache hit or a shared, coalesced call)."""
+    metrics.MODEL_CALLS.labels(model, outcome).inc()
+    metrics.MODEL_LATENCY.labels(model).observe(seconds)
+    if tokens_in or tokens_out:
+        metrics.MODEL_TOKENS.labels(model, "in").inc(tokens_in)
+        metrics.MODEL_TOKENS.labels(model, "out").inc(tokens_out)
+    if cost:
+        metrics.MODEL_COST.labels(model).inc(float(cost))
 
 
 class AttemptRunner:
@@ -89,14 +108,18 @@ class AttemptRunner:
                     timeouts=router.policy.timeouts,
                 )
             except AttemptError as exc:
+                observe_call(name, exc.code, loop.time() - started)
                 if exc.health:
                     outcome = Outcome.FAILURE
                     router.health.record_failure(name)
                 raise
             outcome = Outcome.SUCCESS  # the endpoint worked, whatever the answer is worth
-            router.health.record_success(name, loop.time() - started)
+            elapsed = loop.time() - started
+            router.health.record_success(name, elapsed)
             tin, tout, cost, estimated = bill(model, messages, completion)
             usage.add(name, tin, tout, cost, estimated=estimated)
+            cut = completion.finish_reason == "length"
+            observe_call(name, "truncated" if cut else "ok", elapsed, tin, tout, cost)
             if estimated:
                 logger.warning("ai usage estimated", extra={"ai_model": name, "ai_cost": str(cost)})
             settled, reservation = reservation, None

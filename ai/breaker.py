@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from ai.config import BreakerPolicy
+from observability import metrics
 
 
 class Admission(StrEnum):
@@ -95,6 +96,10 @@ class MemoryBreaker:
         return Admission.PROBE
 
     async def record(self, key: str, outcome: Outcome, *, probe: bool) -> None:
+        self._record(key, outcome, probe=probe)
+        _observe(key, open_=self._circuit(key).open_until != 0)
+
+    def _record(self, key: str, outcome: Outcome, *, probe: bool) -> None:
         c, now = self._circuit(key), self._clock()
         cooldown = self.policy.cooldown_seconds
         if outcome is Outcome.RELEASE:
@@ -201,6 +206,11 @@ return 'closed'
 )
 
 
+def _observe(key: str, *, open_: bool) -> None:
+    """Prometheus, as this process last saw the circuit; `/metrics` re-reads it at scrape."""
+    metrics.BREAKER_STATE.labels(key).set(1 if open_ else 0)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -232,7 +242,7 @@ class RedisBreaker:
 
     async def record(self, key: str, outcome: Outcome, *, probe: bool) -> None:
         p = self.policy
-        await self._record(
+        result = await self._record(
             keys=self._keys(key),
             args=[
                 outcome.value,
@@ -245,3 +255,5 @@ class RedisBreaker:
                 self._ttl_ms,
             ],
         )
+        if _text(result) != "released":
+            _observe(key, open_=_text(result) == "open")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from observability import metrics
+
 T = TypeVar("T")
 
 
@@ -32,6 +34,12 @@ def cache_key(**parts: Any) -> str:
     """A stable digest of everything that determines an answer."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _looked_up(value: str | None) -> str | None:
+    """Prometheus: a response-cache lookup and whether it hit."""
+    metrics.CACHE_LOOKUPS.labels("response", "miss" if value is None else "hit").inc()
+    return value
 
 
 class ResponseCache(Protocol):
@@ -52,13 +60,13 @@ class MemoryCache:
     async def get(self, key: str) -> str | None:
         entry = self._entries.get(key)
         if entry is None:
-            return None
+            return _looked_up(None)
         expires, value = entry
         if expires <= self._clock():
             del self._entries[key]
-            return None
+            return _looked_up(None)
         self._entries.move_to_end(key)
-        return value
+        return _looked_up(value)
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         if ttl <= 0:
@@ -79,8 +87,8 @@ class RedisCache:
     async def get(self, key: str) -> str | None:
         value = await self._redis.get(f"{self._prefix}:cache:{key}")
         if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+            return _looked_up(None)
+        return _looked_up(value.decode() if isinstance(value, bytes) else str(value))
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         if ttl > 0:
@@ -110,6 +118,7 @@ class Coalescer:
         """Await the shared result; the flag says whether this caller started the call."""
         flight = self._flights.get(key)
         started = flight is None
+        metrics.CACHE_LOOKUPS.labels("coalescer", "miss" if started else "hit").inc()
         if flight is None:
             flight = _Flight(asyncio.ensure_future(factory()))
             self._flights[key] = flight

@@ -37,6 +37,16 @@ class Requester:
 
 
 @dataclass(slots=True)
+class ModelTally:
+    """What one job's calls to one model endpoint used."""
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: Decimal = Decimal(0)
+
+
+@dataclass(slots=True)
 class Usage:
     """Running accounting of one job: every attempt's tokens and cost, by model."""
 
@@ -48,6 +58,8 @@ class Usage:
     models: set[str] = field(default_factory=set)
     # True once any response came without usage and its cost had to be estimated.
     estimated: bool = False
+    # The same figures per model endpoint, for the usage ledger (models/usage.py).
+    by_model: dict[str, ModelTally] = field(default_factory=dict)
 
     def add(
         self,
@@ -64,6 +76,13 @@ class Usage:
         self.calls += 1
         self.models.add(model)
         self.estimated = self.estimated or estimated
+        tally = self.by_model.get(model)
+        if tally is None:
+            tally = self.by_model[model] = ModelTally()
+        tally.calls += 1
+        tally.tokens_in += tokens_in
+        tally.tokens_out += tokens_out
+        tally.cost_usd += cost_usd
 
 
 class OutlineSubject(BaseModel):

@@ -83,6 +83,25 @@ def _uvicorn() -> list[str]:
     return [str(script)] if script.exists() else [PYTHON, "-m", "uvicorn"]
 
 
+def server_command(port: int, workers: int = 1) -> list[str]:
+    """coursegen as the Procfile runs it, on loopback, without the access log."""
+    command = [
+        *_uvicorn(),
+        "app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    return command
+
+
 def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 60) -> float:
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
@@ -134,18 +153,7 @@ def bench_backend(label: str, database_url: str, args: argparse.Namespace, workd
         _run(profile, env, f"[{label}] SQL vs Python, in-process: " + " ".join(profile[1:]))
 
     base = f"http://127.0.0.1:{args.port}"
-    command = [
-        *_uvicorn(),
-        "app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    command = server_command(args.port)
     log_path = workdir / f"server-{label.lower()}.log"
     print(
         f"\n$ [{label}] COURSEGEN_ENV=production COURSEGEN_AUTO_MIGRATE=false "

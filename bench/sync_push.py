@@ -3,15 +3,18 @@ once, and an initial pull of 10,000 rows.
 
     PYTHONPATH=. .venv/bin/python bench/sync_push.py [postgres://postgres@127.0.0.1:5432/postgres]
 
+Each push is one transaction per client (sync/push.py), so the batch size is what amortizes the
+per-transaction work (client row, scope locks, stored results).
+
 Creates and drops a database of its own; runs the app in-process (httpx over ASGI, no network
 stack), so the figures are server + database cost.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
-import sys
 import tempfile
 import time
 import uuid
@@ -139,6 +142,11 @@ async def run(c: httpx.AsyncClient) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(
-        main(sys.argv[1] if len(sys.argv) > 1 else "postgres://postgres@127.0.0.1:5432/postgres")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "database",
+        nargs="?",
+        default="postgres://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL server's URL; a database of the bench's own is made and dropped there",
     )
+    asyncio.run(main(parser.parse_args().database))

@@ -21,7 +21,8 @@ from tortoise.transactions import in_transaction
 from ai.writer import CourseRequest, CourseWriter, Outline, Requester, TopicContent, Usage
 from generation.requests import parse_request
 from models import Course, CourseLevel, CourseStatus, GenerationJob, JobStatus, Subject, Topic, User
-from services import scopes
+from observability import metrics
+from services import model_usage, scopes
 from services.accounts import Viewer
 from services.course_reads import courses_by_ids
 from services.errors import DomainError, ErrorCode, invalid, not_found
@@ -33,6 +34,8 @@ from services.validation import clean_text
 from subscriptions.progress_log import ProgressLog
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+# The error code of a job failed for having been interrupted too often: a dead letter.
+EXHAUSTED = "ATTEMPTS_EXHAUSTED"
 FINISHED = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -88,7 +91,7 @@ async def request_generation(
             "You have used up your course-writing budget for now; it renews daily and monthly.",
         )
     try:
-        async with in_transaction():
+        async with scopes.transaction():
             course = await Course.create(
                 id=course_id or uuid.uuid4(),
                 owner_id=viewer.id,
@@ -155,7 +158,7 @@ async def _own_job_locked(viewer: Viewer, job_id: uuid.UUID, verb: str) -> Gener
 async def cancel_generation(
     viewer: Viewer, job_id: uuid.UUID, queue: JobQueue, log: ProgressLog
 ) -> GenerationJob:
-    async with in_transaction():
+    async with scopes.transaction():
         job = await _own_job_locked(viewer, job_id, "cancel")
         if job.status not in ACTIVE:
             raise invalid(f"The job has already {job.status.value}.", field="jobId")
@@ -167,6 +170,7 @@ async def cancel_generation(
         )
         await _stamp_course(job.course_id)
     await queue.cancel(job.id)
+    metrics.JOB_OUTCOMES.labels("cancelled").inc()
     await log.append(job.id, "cancelled", progress=job.progress, course_id=job.course_id)
     return job
 
@@ -174,7 +178,7 @@ async def cancel_generation(
 async def retry_generation(
     viewer: Viewer, job_id: uuid.UUID, queue: JobQueue, log: ProgressLog
 ) -> GenerationJob:
-    async with in_transaction():
+    async with scopes.transaction():
         job = await _own_job_locked(viewer, job_id, "retry")
         if job.status not in FINISHED:
             raise invalid("Only a failed or cancelled job can be retried.", field="jobId")
@@ -224,7 +228,7 @@ async def claim(
     if exhausted:
         await fail(
             job_id,
-            "ATTEMPTS_EXHAUSTED",
+            EXHAUSTED,
             f"The job was interrupted {job.attempts} times; it will not be tried again.",
             Usage(),
         )
@@ -256,9 +260,12 @@ def _usage_fields(usage: Usage) -> dict[str, Any]:
 async def _merge_models(job_id: uuid.UUID, usage: Usage) -> None:
     if not usage.models:
         return
-    job = await GenerationJob.get(id=job_id).only("id", "models_used")
+    job = await GenerationJob.get(id=job_id).only("id", "models_used", "requester_id")
     merged = sorted(set(job.models_used) | usage.models)
     await GenerationJob.filter(id=job_id).update(models_used=merged)
+    # The operator's ledger (spend per user and day), in the caller's transaction: it and the
+    # job's own totals are booked together or not at all.
+    await model_usage.book(job.requester_id, usage.by_model)
 
 
 async def complete(
@@ -268,7 +275,7 @@ async def complete(
 
     False when the job stopped being ours meanwhile (cancelled): nothing is written.
     """
-    async with in_transaction():
+    async with scopes.transaction():
         job = await GenerationJob.filter(id=claimed.job_id).select_for_update().first()
         if job is None or job.status is not JobStatus.RUNNING or job.attempts != claimed.attempt:
             return False  # cancelled, or taken over by a later attempt meanwhile
@@ -314,6 +321,7 @@ async def complete(
         )
         await _merge_models(claimed.job_id, usage)
         await _stamp_course(claimed.course_id, subjects, topics)
+    metrics.JOB_OUTCOMES.labels("succeeded").inc()
     return True
 
 
@@ -324,7 +332,7 @@ async def fail(
 
     With `attempt`, only while that attempt is still the job's latest.
     """
-    async with in_transaction():
+    async with scopes.transaction():
         job = await GenerationJob.filter(id=job_id).select_for_update().first()
         if job is None or job.status not in ACTIVE:
             return False
@@ -342,13 +350,15 @@ async def fail(
             status=CourseStatus.FAILED, version=F("version") + 1, updated_at=_now()
         )
         await _stamp_course(job.course_id)
+    metrics.JOB_OUTCOMES.labels("exhausted" if code == EXHAUSTED else "failed").inc()
     return True
 
 
 async def book_usage(job_id: uuid.UUID, usage: Usage) -> None:
     """Keep what an interrupted attempt spent (a cancelled or lost run still cost money)."""
-    await GenerationJob.filter(id=job_id).update(**_usage_fields(usage))
-    await _merge_models(job_id, usage)
+    async with in_transaction():
+        await GenerationJob.filter(id=job_id).update(**_usage_fields(usage))
+        await _merge_models(job_id, usage)
 
 
 async def unfinished_jobs() -> list[tuple[uuid.UUID, str, JobStatus]]:

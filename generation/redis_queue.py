@@ -27,12 +27,13 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ai.writer import CourseWriter
-from generation import jobs
+from generation import dead_letters, jobs
 from generation.pipeline import run_job
 from generation.runner import TIER_HEAD_START_SECONDS
 from models import GenerationJob, JobStatus
 from settings import Settings
 from subscriptions.progress_log import ProgressLog
+from subscriptions.redis_progress_log import RedisProgressLog
 
 log = logging.getLogger("coursegen.generation")
 
@@ -68,12 +69,23 @@ class RedisJobQueue:
         await self.client.publish(CANCEL_CHANNEL, str(job_id))
 
     async def depth(self) -> int:
-        total = 0
+        return sum((await self.waiting_by_tier()).values())
+
+    async def waiting_by_tier(self) -> dict[str, int]:
+        """Entries not yet delivered to any worker, by tier (the consumer group's lag)."""
+        waiting: dict[str, int] = {}
         for tier in TIERS:
             with contextlib.suppress(ResponseError):
                 groups = await self.client.xinfo_groups(_stream(tier))
-                total += sum(int(g.get("lag") or 0) for g in groups)
-        return total
+                waiting[tier] = sum(int(g.get("lag") or 0) for g in groups)
+        return waiting
+
+    async def forget_dead_letter(self, job_id: uuid.UUID) -> None:
+        """Drop a replayed job's entries from the dead-letter stream."""
+        entries = await self.client.xrange(DEAD)
+        stale = [entry_id for entry_id, fields in entries if _job(fields) == job_id]
+        if stale:
+            await self.client.xdel(DEAD, *stale)
 
 
 async def ensure_groups(client: Any) -> None:
@@ -86,18 +98,17 @@ async def ensure_groups(client: Any) -> None:
 
 
 async def replay_dead_letter(client: Any, entry_id: str) -> uuid.UUID | None:
-    """Re-queue a dead-lettered job once; None if that entry was already replayed."""
+    """Re-queue the job of a dead-letter entry once; None if it was already replayed.
+
+    The same guarded transition as the operator's `replayDeadLetter` (generation.dead_letters):
+    the course turns `generating` again and the job's log says `queued`.
+    """
     entries = await client.xrange(DEAD, min=entry_id, max=entry_id)
     if not entries or not await client.xdel(DEAD, entry_id):
         return None  # another replay took it first: XDEL succeeds once
-    fields = entries[0][1]
-    job_id = _job(fields)
-    tier = _text(fields.get(b"tier") or b"free")
-    await GenerationJob.filter(id=job_id).update(
-        status=JobStatus.QUEUED, attempts=0, error_code=None, error_message=None, finished_at=None
-    )
-    await client.xadd(_stream(tier), {"job": str(job_id)})
-    return job_id
+    job_id = _job(entries[0][1])
+    replayed = await dead_letters.replay(job_id, RedisJobQueue(client), RedisProgressLog(client))
+    return job_id if replayed.requeued else None
 
 
 class RedisJobWorker:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections import Counter
 
 from ai.writer import CourseWriter
 from generation import jobs
@@ -29,10 +30,12 @@ class InProcessJobRunner:
         self.settings = settings
         self.writer = writer
         self.events = events
-        # (aged key, arrival order, job id, whether it is a takeover of an interrupted run)
-        self._queue: asyncio.PriorityQueue[tuple[float, int, uuid.UUID, bool]] = (
+        # (aged key, arrival order, job id, whether it is a takeover of an interrupted run,
+        # tier)
+        self._queue: asyncio.PriorityQueue[tuple[float, int, uuid.UUID, bool, str]] = (
             asyncio.PriorityQueue()
         )
+        self._waiting: Counter[str] = Counter()
         self._order = itertools.count()
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -49,7 +52,8 @@ class InProcessJobRunner:
 
     async def enqueue(self, job_id: uuid.UUID, tier: str, *, takeover: bool = False) -> None:
         key = time.monotonic() - TIER_HEAD_START_SECONDS.get(tier, 0.0)
-        await self._queue.put((key, next(self._order), job_id, takeover))
+        await self._queue.put((key, next(self._order), job_id, takeover, str(tier)))
+        self._waiting[str(tier)] += 1
 
     async def cancel(self, job_id: uuid.UUID) -> None:
         task = self._running.get(job_id)
@@ -59,6 +63,10 @@ class InProcessJobRunner:
     @property
     def depth(self) -> int:
         return self._queue.qsize()
+
+    async def waiting_by_tier(self) -> dict[str, int]:
+        """Jobs waiting for a worker, by tier."""
+        return {tier: count for tier, count in self._waiting.items() if count > 0}
 
     async def stop(self) -> None:
         """Stop the workers; interrupted jobs stay `running` and resume at the next start."""
@@ -70,7 +78,8 @@ class InProcessJobRunner:
 
     async def _work(self) -> None:
         while True:
-            _, _, job_id, takeover = await self._queue.get()
+            _, _, job_id, takeover, tier = await self._queue.get()
+            self._waiting[tier] -= 1
             task = asyncio.create_task(
                 run_job(
                     job_id,

@@ -20,6 +20,7 @@ from models.sync import (
     SyncRejection,
     SyncScope,
 )
+from models.usage import ModelUsage
 
 __all__ = [
     "AuthSession",
@@ -31,6 +32,7 @@ __all__ = [
     "GenerationJob",
     "JobStatus",
     "MemberRole",
+    "ModelUsage",
     "Note",
     "RefreshToken",
     "Subject",

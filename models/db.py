@@ -19,6 +19,7 @@ MODEL_MODULES = [
     "models.learning",
     "models.generation",
     "models.sync",
+    "models.usage",
 ]
 MIGRATIONS_MODULE = "models.migrations"
 

@@ -35,6 +35,11 @@ LIMIT_REFUSALS = Counter(
     "Requests refused by a limit (depth, aliases, tokens, cost, rate, body, timeout, csrf).",
     ["limit"],
 )
+FAST_PATH = Counter(
+    "coursegen_graphql_fast_path_total",
+    "GraphQL POSTs by who answered: the fast path (served) or the normal executor (and why).",
+    ["outcome"],
+)
 SQL_STATEMENTS = Histogram(
     "coursegen_sql_statements_per_request",
     "SQL statements sent while serving one GraphQL request.",
@@ -45,7 +50,7 @@ ACTIVE_SUBSCRIPTIONS = Gauge(
 )
 ACTIVE_CONNECTIONS = Gauge("coursegen_live_connections", "Open live connections (this process).")
 JOB_QUEUE_DEPTH = Gauge(
-    "coursegen_job_queue_depth", "Generation jobs waiting, by queue.", ["queue"]
+    "coursegen_job_queue_depth", "Generation jobs waiting in the queue, by tier.", ["queue"]
 )
 JOB_OUTCOMES = Counter(
     "coursegen_job_outcomes_total", "Generation jobs finished, by outcome.", ["outcome"]

@@ -15,6 +15,7 @@ from generation.jobs import JobQueue
 from resolvers.loaders import Loaders
 from services import accounts
 from services.accounts import Viewer
+from services.availability import is_unavailable, unavailable
 from services.errors import DomainError, ErrorCode
 from services.rate_limits import RateLimits
 from settings import Settings
@@ -64,6 +65,45 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+AUTHENTICATED_STATE_KEY = "authenticated"
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The outcome of checking one request's access token (kept in the ASGI scope's state, so
+    a request handed from the fast path to the normal executor is checked once)."""
+
+    token: str
+    viewer: Viewer | None
+    error: DomainError | None
+
+
+async def authenticate(
+    settings: Settings, token: str, request_id: str, state: dict[str, Any] | None
+) -> Authenticated:
+    known = state.get(AUTHENTICATED_STATE_KEY) if state is not None else None
+    if isinstance(known, Authenticated) and known.token == token:
+        return known
+    viewer: Viewer | None = None
+    auth_error: DomainError | None = None
+    try:
+        viewer = await accounts.viewer_from_access_token(settings, token)
+    except DomainError as error:
+        auth_error = error
+        log.info("token refused: %s", error.message, extra={"request_id": request_id})
+    except Exception as error:
+        # The session could not be checked (database out of reach): whatever needs the
+        # viewer answers TEMPORARILY_UNAVAILABLE instead of the request failing with a 500.
+        if not is_unavailable(error):
+            raise
+        auth_error = unavailable()
+        log.warning("session check failed: %s", error, extra={"request_id": request_id})
+    authenticated = Authenticated(token=token, viewer=viewer, error=auth_error)
+    if state is not None:
+        state[AUTHENTICATED_STATE_KEY] = authenticated
+    return authenticated
+
+
 async def build_context(
     request: Request | WebSocket,
     response: Response | WebSocket | None,
@@ -77,11 +117,11 @@ async def build_context(
     viewer: Viewer | None = None
     auth_error: DomainError | None = None
     if token:
-        try:
-            viewer = await accounts.viewer_from_access_token(settings, token)
-        except DomainError as error:
-            auth_error = error
-            log.info("token refused: %s", error.message, extra={"request_id": request_id})
+        state = request.scope.get("state")
+        authenticated = await authenticate(
+            settings, token, request_id, state if isinstance(state, dict) else None
+        )
+        viewer, auth_error = authenticated.viewer, authenticated.error
     return RequestContext(
         request=request,
         response=response,

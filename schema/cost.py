@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -229,6 +230,8 @@ class QueryCost(SchemaExtension):
         self.calculator: CostCalculator | None = None
         self.requested_cost: int | None = None
         self.remaining: int | None = None
+        self.reported = False
+        self.refusal: GraphQLError | None = None
 
     def _settings(self) -> Settings:
         context_settings = getattr(self.execution_context.context, "settings", None)
@@ -236,6 +239,20 @@ class QueryCost(SchemaExtension):
 
     async def on_validate(self) -> AsyncIterator[None]:
         yield
+        try:
+            await self._price_and_charge()
+        except GraphQLError as refusal:
+            self.refusal = refusal
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        # The refusal is raised here, still before any resolver: Strawberry turns an error
+        # raised when execution starts into an error result on every transport, whereas one
+        # raised from validation ends a WebSocket or SSE operation with no error at all.
+        if self.refusal is not None:
+            raise self.refusal
+        yield
+
+    async def _price_and_charge(self) -> None:
         execution = self.execution_context
         if execution.pre_execution_errors or execution.graphql_document is None:
             return
@@ -265,18 +282,21 @@ class QueryCost(SchemaExtension):
         limits = getattr(context, "rate_limits", None)
         if limits is None:
             return
-        viewer = getattr(context, "viewer", None)
-        charges = [("cost-ip", settings.cost_rate_ip, _client_ip(context))]
-        if viewer is not None:
-            charges.insert(0, ("cost-user", settings.cost_rate_user, str(viewer.id)))
-        remaining: int | None = None
-        for action, rate, identifier in charges:
-            try:
-                left = await limits.charge(action, rate, cost, identifier)
-            except DomainError as error:
-                self._refuse(error)
-            remaining = left if remaining is None else remaining
-        self.remaining = remaining
+        charged = _precharged(context)
+        try:
+            if charged is not None:  # the fast path charged this request before falling back
+                self.remaining = charged.outcome()
+                return
+            viewer = getattr(context, "viewer", None)
+            self.remaining = await charge_budgets(
+                limits,
+                settings,
+                cost,
+                viewer.id if viewer is not None else None,
+                _client_ip(context),
+            )
+        except DomainError as error:
+            self._refuse(error)
 
     def _refuse(self, error: DomainError) -> None:
         response: Any = getattr(self.execution_context.context, "response", None)
@@ -286,6 +306,12 @@ class QueryCost(SchemaExtension):
         raise GraphQLError(error.message, extensions=error.extensions) from None
 
     def get_results(self) -> dict[str, Any]:
+        # Strawberry asks again for every event of a subscription: its cost was priced and
+        # charged when it started, reported with its first result, and is not recounted per
+        # event (pricing each event's data cost a share of WebSocket fan-out's CPU).
+        if self.reported:
+            return {}
+        self.reported = True
         if self.requested_cost is None or self.calculator is None:
             return {}
         result = self.execution_context.result
@@ -301,6 +327,45 @@ class QueryCost(SchemaExtension):
                 "limit": self._settings().max_query_cost,
             }
         }
+
+
+async def charge_budgets(
+    limits: Any, settings: Settings, cost: int, user_id: Any | None, ip: str
+) -> int | None:
+    """Charges the per-user (when logged in) and per-IP budgets; returns what remains of the
+    user's (else the IP's) window, or raises RATE_LIMITED."""
+    charges = [("cost-ip", settings.cost_rate_ip, ip)]
+    if user_id is not None:
+        charges.insert(0, ("cost-user", settings.cost_rate_user, str(user_id)))
+    remaining: int | None = None
+    for action, rate, identifier in charges:
+        left = await limits.charge(action, rate, cost, identifier)
+        remaining = left if remaining is None else remaining
+    return remaining
+
+
+@dataclass(frozen=True, slots=True)
+class PreCharged:
+    """What charging gave when another executor (fastpath/) charged a request before handing
+    it over: the normal executor reuses it instead of charging the budgets twice."""
+
+    remaining: int | None = None
+    refusal: DomainError | None = None
+
+    def outcome(self) -> int | None:
+        if self.refusal is not None:
+            raise self.refusal
+        return self.remaining
+
+
+PRECHARGED_STATE_KEY = "cost_precharged"
+
+
+def _precharged(context: Any) -> PreCharged | None:
+    request = getattr(context, "request", None)
+    state = getattr(request, "scope", {}).get("state") if request is not None else None
+    charged = state.get(PRECHARGED_STATE_KEY) if isinstance(state, dict) else None
+    return charged if isinstance(charged, PreCharged) else None
 
 
 def _observe_cost(cost: int) -> None:

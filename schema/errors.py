@@ -79,7 +79,13 @@ _BY_CODE: dict[ErrorCode, type[UserError]] = {
 }
 
 
-def user_error(error: DomainError) -> UserError:
+def user_error(error: DomainError, *, outage_result: bool = False) -> UserError:
+    """The result type of an expected failure. TEMPORARILY_UNAVAILABLE (PostgreSQL or Redis out
+    of reach) is raised again instead, a top-level error with that code (HTTP 503 when nothing
+    else answered), unless the field's union has `TemporarilyUnavailableError`
+    (`outage_result=True`): most results have no member for it."""
+    if error.code is ErrorCode.TEMPORARILY_UNAVAILABLE and not outage_result:
+        raise error
     if error.code is ErrorCode.VERSION_CONFLICT:
         return VersionConflictError(
             code=error.code,

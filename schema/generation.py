@@ -173,7 +173,7 @@ class GenerationMutation:
         try:
             row, record = await resolve.generate_course(info, data, idempotency_key)
         except DomainError as error:
-            return user_error(error)  # type: ignore[return-value]
+            return user_error(error, outage_result=True)  # type: ignore[return-value]
         return GenerateCourseSuccess(
             job=GenerationJob(row=row), course=Course(record=record) if record else None
         )

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from resolvers import mutations as resolve
+from schema.admin import AdminMutation
 from schema.errors import user_error
 from schema.generation import GenerationMutation
 from schema.inputs import (
@@ -104,7 +105,7 @@ def _id(value: object) -> strawberry.ID:
 
 
 @strawberry.type
-class Mutation(GenerationMutation, SyncMutation):
+class Mutation(GenerationMutation, SyncMutation, AdminMutation):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> SignUpResult:
         call = resolve.sign_up(info, input.email, input.password, input.display_name)

@@ -33,13 +33,22 @@ def operation_label(name: str | None) -> str:
 
 
 class ObserveOperation(SchemaExtension):
+    """Observes an operation once. A subscription is observed at its first result (an event
+    or its refusal), its latency being the time to that result: Strawberry calls
+    `get_results` again for every event, which would count one operation per event and
+    cost CPU on every delivery of a fan-out."""
+
     started: float = 0.0
+    observed: bool = False
 
     def on_operation(self) -> Iterator[None]:
         self.started = time.perf_counter()
         yield
 
     def get_results(self) -> dict[str, Any]:
+        if self.observed:
+            return {}
+        self.observed = True
         execution = self.execution_context
         elapsed = time.perf_counter() - (self.started or time.perf_counter())
         result = execution.result

@@ -7,6 +7,7 @@ from strawberry.types import Info
 
 from models import CourseLevel, CourseStatus
 from resolvers import queries
+from schema.admin import AdminQuery
 from schema.generation import GenerationQuery
 from schema.sync import SyncQuery
 from schema.types import Course, CourseEdge, Me, PageInfo
@@ -48,7 +49,7 @@ class CourseConnection:
 
 
 @strawberry.type
-class Query(GenerationQuery, SyncQuery):
+class Query(GenerationQuery, SyncQuery, AdminQuery):
     @strawberry.field(description="The logged-in user; null without a token.")
     def me(self, info: Info) -> Me | None:
         viewer = queries.me(info)

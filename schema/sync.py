@@ -3,6 +3,7 @@ at `POST /sync/push` and `POST /sync/pull`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from enum import Enum
 from typing import Annotated, Any
 
@@ -195,3 +196,58 @@ class SyncMutation:
         except DomainError as error:
             return user_error(error)  # type: ignore[return-value]
         return _push_success(raw)
+
+
+@strawberry.type(description="A scope of yours that changed, and its version after the commit.")
+class SyncScopeVersion:
+    scope: str
+    version: int
+
+
+@strawberry.type(
+    description="Something you can see changed: pull. It carries no data. Pokes are "
+    "at-most-once: pull when you (re)connect too."
+)
+class SyncPoke:
+    scopes: list[SyncScopeVersion] = strawberry.field(
+        description="The scopes one commit changed (empty on a resync)."
+    )
+    resync: bool = strawberry.field(
+        description="Pokes may have been missed (the server reconnected to its broker, or you "
+        "read too slowly): pull anyway."
+    )
+
+
+class _SyncPokes:
+    """The resolver's pokes as GraphQL objects; closing it frees the subscription."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _SyncPokes:
+        return self
+
+    async def __anext__(self) -> SyncPoke:
+        items = await self._stream.__anext__()
+        if items is None:
+            return SyncPoke(scopes=[], resync=True)
+        return SyncPoke(
+            scopes=[
+                SyncScopeVersion(scope=str(item["scope"]), version=int(item["version"]))
+                for item in items
+            ],
+            resync=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@strawberry.type
+class SyncSubscription:
+    @strawberry.subscription(
+        description="A poke after every commit that changes a scope you can see (another "
+        "device's push, a web edit, a finished generation): then pull with `syncPull`."
+    )
+    async def sync_poke(self, info: Info) -> AsyncIterator[SyncPoke]:
+        return _SyncPokes(await resolve.sync_poke(info))

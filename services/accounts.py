@@ -191,19 +191,20 @@ async def viewer_from_access_token(settings: Settings, token: str) -> Viewer:
     claims = tokens.decode_access_token(
         token, key=settings.signing_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
-    session = (
+    # Plain values, not model instances: every authenticated request runs this.
+    rows = (
         await AuthSession.filter(id=claims.session_id, user_id=claims.user_id, revoked_at=None)
-        .select_related("user")
-        .first()
+        .limit(1)
+        .values("user__email", "user__display_name", "user__tier", "user__role")
     )
-    if session is None:
+    if not rows:
         raise DomainError(ErrorCode.UNAUTHENTICATED, "The session has ended; log in again.")
-    user = session.user
+    user = rows[0]
     return Viewer(
-        id=user.id,
-        session_id=session.id,
-        email=user.email,
-        display_name=user.display_name,
-        tier=user.tier,
-        role=user.role,
+        id=claims.user_id,
+        session_id=claims.session_id,
+        email=user["user__email"],
+        display_name=user["user__display_name"],
+        tier=UserTier(user["user__tier"]),
+        role=UserRole(user["user__role"]),
     )

@@ -17,7 +17,7 @@ from tortoise.expressions import Q, Subquery
 from models import Course, CourseLevel, CourseMember, CourseStatus, Subject, Topic, User
 from services.errors import invalid
 from services.permissions import visible_courses_q, visible_courses_scope
-from services.ranks import sort_key
+from services.ranks import sibling_key
 from services.records import (
     CourseRecord,
     MemberRecord,
@@ -38,7 +38,7 @@ class CourseOrder(StrEnum):
 
 
 # order -> (column, descending)
-_ORDER_COLUMNS: dict[CourseOrder, tuple[str, bool]] = {
+ORDER_COLUMNS: dict[CourseOrder, tuple[str, bool]] = {
     CourseOrder.CREATED_AT_DESC: ("created_at", True),
     CourseOrder.CREATED_AT_ASC: ("created_at", False),
     CourseOrder.UPDATED_AT_DESC: ("updated_at", True),
@@ -66,20 +66,23 @@ class CoursePage:
         return self.cursors[-1] if self.cursors else None
 
 
-def _encode_cursor(order: CourseOrder, record: CourseRecord) -> str:
-    column, _ = _ORDER_COLUMNS[order]
-    value = getattr(record, column)
-    raw = [order.value, value.isoformat() if isinstance(value, datetime) else value, str(record.id)]
+def encode_cursor(order: CourseOrder, value: Any, course_id: uuid.UUID | str) -> str:
+    """The opaque cursor of a course in `order`: its sort value and id, bound to the order."""
+    raw = [order.value, value.isoformat() if isinstance(value, datetime) else value, str(course_id)]
     return base64.urlsafe_b64encode(orjson.dumps(raw)).decode().rstrip("=")
 
 
-def _decode_cursor(order: CourseOrder, cursor: str) -> tuple[Any, uuid.UUID]:
+def _record_cursor(order: CourseOrder, record: CourseRecord) -> str:
+    return encode_cursor(order, getattr(record, ORDER_COLUMNS[order][0]), record.id)
+
+
+def decode_cursor(order: CourseOrder, cursor: str) -> tuple[Any, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         cursor_order, value, course_id = orjson.loads(base64.urlsafe_b64decode(padded))
         if cursor_order != order.value:
             raise ValueError("cursor from another order")
-        column, _ = _ORDER_COLUMNS[order]
+        column, _ = ORDER_COLUMNS[order]
         if column.endswith("_at"):
             value = datetime.fromisoformat(value)
             if value.tzinfo is None:
@@ -121,11 +124,11 @@ async def list_courses(
     """A keyset page of the courses the user may see."""
     if not 0 <= first <= MAX_PAGE:
         raise invalid(f"first: between 0 and {MAX_PAGE}.", field="first")
-    column, descending = _ORDER_COLUMNS[order]
+    column, descending = ORDER_COLUMNS[order]
     scope = await visible_courses_scope(user_id)
     query = _filtered(scope, flt)
     if after:
-        value, after_id = _decode_cursor(order, after)
+        value, after_id = decode_cursor(order, after)
         op = "lt" if descending else "gt"
         query = query.filter(
             Q(**{f"{column}__{op}": value}) | Q(**{column: value, f"id__{op}": after_id})
@@ -141,7 +144,7 @@ async def list_courses(
         items=items,
         has_next_page=len(rows) > first,
         scope=scope,
-        cursors=[_encode_cursor(order, item) for item in items],
+        cursors=[_record_cursor(order, item) for item in items],
     )
 
 
@@ -160,7 +163,7 @@ async def courses_by_ids(
 
 
 def _by_rank(records: list[Any]) -> list[Any]:
-    records.sort(key=lambda r: sort_key(r.rank))
+    records.sort(key=lambda r: sibling_key(r.rank, r.id))
     for position, record in enumerate(records):
         record.position = position
     return records
@@ -190,7 +193,7 @@ async def members_by_course_ids(
     grouped: dict[uuid.UUID, list[MemberRecord]] = defaultdict(list)
     rows = (
         await CourseMember.filter(course_id__in=list(ids))
-        .order_by("created_at")
+        .order_by("created_at", "user_id")
         .values(*MemberRecord.FIELDS)
     )
     for row in rows:

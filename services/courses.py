@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tortoise.expressions import F
-from tortoise.transactions import in_transaction
 
 from models import Course, CourseLevel, CourseMember, CourseStatus, MemberRole, Subject, Topic, User
 from services import scopes
@@ -120,7 +119,7 @@ async def create_course(
     user_id: uuid.UUID, data: dict[str, Any], course_id: uuid.UUID | None = None
 ) -> CourseRecord:
     draft = validated(CourseDraft, data, prefix="input.")
-    async with in_transaction():
+    async with scopes.transaction():
         course = await Course.create(
             id=course_id or uuid.uuid4(),
             owner_id=user_id,
@@ -139,7 +138,7 @@ async def update_course(
     changes = validated(CourseChanges, data, prefix="input.").model_dump(exclude_unset=True)
     if any(value is None for value in changes.values()):
         raise invalid("Fields may be left out but not set to null.", field="input")
-    async with in_transaction():
+    async with scopes.transaction():
         course, access = await course_access(course_id, user_id, for_update=True)
         require_edit(access)
         if course.version != expected_version:
@@ -167,7 +166,7 @@ async def update_course(
 
 
 async def delete_course(user_id: uuid.UUID, course_id: uuid.UUID) -> uuid.UUID:
-    async with in_transaction():
+    async with scopes.transaction():
         course, access = await course_access(course_id, user_id, for_update=True)
         require_owner(access)
         now = _now()
@@ -185,7 +184,7 @@ async def add_subject(
     after_subject_id: uuid.UUID | None = None,
 ) -> SubjectRecord:
     draft = validated(SubjectDraft, data, prefix="input.")
-    async with in_transaction():
+    async with scopes.transaction():
         course, access = await course_access(course_id, user_id, for_update=True)
         require_edit(access)
         siblings = sorted(
@@ -257,7 +256,7 @@ async def add_topic(
     after_topic_id: uuid.UUID | None = None,
 ) -> TopicRecord:
     draft = validated(TopicDraft, data, prefix="input.")
-    async with in_transaction():
+    async with scopes.transaction():
         subject, course, access = await _subject_with_access(user_id, subject_id, "input.subjectId")
         require_edit(access)
         siblings = sorted(
@@ -279,7 +278,7 @@ async def update_topic(
     changes = validated(TopicChanges, data, prefix="input.").model_dump(exclude_unset=True)
     if any(value is None for value in changes.values()):
         raise invalid("Fields may be left out but not set to null.", field="input")
-    async with in_transaction():
+    async with scopes.transaction():
         topic, course, access = await topic_with_access(user_id, topic_id, for_update=True)
         require_edit(access)
         if changes:
@@ -313,7 +312,7 @@ async def move_topic(
         raise invalid("Give afterTopicId or beforeTopicId, not both.", field="input")
     if topic_id in (after_topic_id, before_topic_id):
         raise invalid("A topic cannot be placed next to itself.", field="input")
-    async with in_transaction():
+    async with scopes.transaction():
         topic, course, access = await topic_with_access(user_id, topic_id, for_update=True)
         require_edit(access)
         target = await Subject.get_or_none(id=subject_id, course_id=course.id)
@@ -344,7 +343,7 @@ async def move_topic(
 async def share_course(
     user_id: uuid.UUID, course_id: uuid.UUID, email: str, role: MemberRole
 ) -> MemberRecord:
-    async with in_transaction():
+    async with scopes.transaction():
         course, access = await course_access(course_id, user_id, for_update=True)
         require_owner(access)
         other = await User.get_or_none(email=clean_text(email).lower())
@@ -368,7 +367,7 @@ async def share_course(
 
 
 async def unshare_course(user_id: uuid.UUID, course_id: uuid.UUID, member_id: uuid.UUID) -> None:
-    async with in_transaction():
+    async with scopes.transaction():
         course, access = await course_access(course_id, user_id, for_update=True)
         # A member may also leave a course shared with it.
         if member_id != user_id:

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from models import Bookmark, Note, TopicProgress
 from services import scopes
@@ -44,7 +43,7 @@ async def set_completion(
     if score is not None and not 0 <= score <= 100:
         raise invalid("score: between 0 and 100.", field="input.score")
     await topic_with_access(user_id, topic_id)
-    async with in_transaction():
+    async with scopes.transaction():
         await scopes.lock(scopes.user_scope(user_id))
         row = (
             await TopicProgress.filter(user_id=user_id, topic_id=topic_id)
@@ -82,7 +81,7 @@ async def save_note(
 ) -> NoteRecord:
     """Create a note on a topic (no `note_id`, or a new client-made one) or edit one's own."""
     text = _clean_body(body)
-    async with in_transaction():
+    async with scopes.transaction():
         await scopes.lock(scopes.user_scope(user_id))
         note = None
         if note_id is not None:
@@ -121,7 +120,7 @@ async def _stamp_note(user_id: uuid.UUID, note: Note) -> None:
 
 
 async def delete_note(user_id: uuid.UUID, note_id: uuid.UUID) -> uuid.UUID:
-    async with in_transaction():
+    async with scopes.transaction():
         await scopes.lock(scopes.user_scope(user_id))
         updated = await Note.filter(id=note_id, user_id=user_id, deleted_at=None).update(
             deleted_at=_now(), updated_at=_now()
@@ -135,7 +134,7 @@ async def delete_note(user_id: uuid.UUID, note_id: uuid.UUID) -> uuid.UUID:
 async def set_bookmark(user_id: uuid.UUID, topic_id: uuid.UUID, bookmarked: bool) -> None:
     await topic_with_access(user_id, topic_id)
     scope = scopes.user_scope(user_id)
-    async with in_transaction():
+    async with scopes.transaction():
         # The scope's lock serializes the writers of this user's state.
         await scopes.lock(scope)
         if not bookmarked:
@@ -146,7 +145,7 @@ async def set_bookmark(user_id: uuid.UUID, topic_id: uuid.UUID, bookmarked: bool
             return
         # A concurrent bookmark of the same topic may win the unique index: the outcome is the same.
         with contextlib.suppress(IntegrityError):
-            async with in_transaction():
+            async with scopes.transaction():
                 bookmark = await Bookmark.create(user_id=user_id, topic_id=topic_id)
             await scopes.stamp(scope, put=[("bookmark", topic_id, scopes.bookmark_data(bookmark))])
 
@@ -173,7 +172,7 @@ async def notes_by_topic_ids(
     grouped: dict[uuid.UUID, list[NoteRecord]] = defaultdict(list)
     rows = (
         await Note.filter(user_id=user_id, topic_id__in=list(ids), deleted_at=None)
-        .order_by("created_at")
+        .order_by("created_at", "id")
         .values(*NoteRecord.FIELDS)
     )
     for row in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
+from typing import Any
 
 from tortoise.expressions import Q, Subquery
 
@@ -26,6 +27,17 @@ async def visible_courses_scope(user_id: uuid.UUID) -> Q:
     shared = await CourseMember.filter(user_id=user_id).values_list("course_id", flat=True)
     mine = Q(owner_id=user_id)
     return Q(deleted_at=None) & (mine | Q(id__in=list(shared)) if shared else mine)
+
+
+def visible_courses_sql(user_id: uuid.UUID) -> tuple[str, list[Any]]:
+    """The rule of `visible_courses_scope` as SQL over `courses` for the plain-SQL readers
+    (services/tree_reads.py): a WHERE clause with $-placeholders and its arguments. The
+    shared ids are an array computed once (an InitPlan), so both arms can use an index."""
+    return (
+        "deleted_at IS NULL AND (owner_id = $1 OR id = ANY(ARRAY("
+        "SELECT course_id FROM course_members WHERE user_id = $1)))",
+        [user_id],
+    )
 
 
 def visible_courses_q(user_id: uuid.UUID) -> Q:

@@ -17,3 +17,9 @@ def rank_after(last: str | None) -> str:
 def sort_key(rank: str) -> bytes:
     # Ranks compare as bytes; database collations (e.g. en_US) would order "a0V" after "a0a".
     return rank.encode()
+
+
+def sibling_key(rank: str, sibling_id: object) -> tuple[bytes, str]:
+    """The order of siblings: by rank as bytes, ties (two concurrent moves into one gap) by
+    id, so every reader agrees on one order."""
+    return rank.encode(), str(sibling_id)

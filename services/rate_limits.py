@@ -17,21 +17,10 @@ from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
+from services.availability import is_unavailable, unavailable
 from services.errors import DomainError, ErrorCode
 
 log = logging.getLogger("coursegen.rate_limits")
-
-_UNREACHABLE = (ConnectionError, TimeoutError, OSError)
-
-
-def _unreachable(error: BaseException) -> bool:
-    if isinstance(error, _UNREACHABLE):
-        return True
-    # redis-py's errors do not all derive from the built-in ones.
-    return type(error).__module__.startswith(("redis", "limits")) and (
-        "Connection" in type(error).__name__ or "Timeout" in type(error).__name__
-    )
-
 
 class RateLimits:
     def __init__(self, redis_url: str | None = None) -> None:
@@ -56,10 +45,12 @@ class RateLimits:
             if allowed:
                 return
             stats = await self._limiter.get_window_stats(item, action, *identifiers)
-        except (ConnectionError, TimeoutError, OSError) as error:
-            raise DomainError(
-                ErrorCode.TEMPORARILY_UNAVAILABLE,
-                "This action is temporarily unavailable; try again in a moment.",
+        except Exception as error:
+            # Fails closed: what `hit` guards needs the shared store anyway (the job queue).
+            if not is_unavailable(error):
+                raise
+            raise unavailable(
+                "This action is temporarily unavailable; try again in a moment."
             ) from error
         raise _limited(rate, stats.reset_time)
 
@@ -70,9 +61,9 @@ class RateLimits:
         try:
             allowed = await limiter.hit(item, action, *identifiers)
         except Exception as error:
-            if not _unreachable(error):
+            if not is_unavailable(error):
                 raise
-            log.warning("rate limits: shared store unreachable, counting in-process")
+            _warn_unreachable(error)
             limiter = self._local
             allowed = await limiter.hit(item, action, *identifiers)
         if allowed:
@@ -89,9 +80,9 @@ class RateLimits:
             allowed = await limiter.hit(item, action, *identifiers, cost=cost)
             stats = await limiter.get_window_stats(item, action, *identifiers)
         except Exception as error:
-            if not _unreachable(error):
+            if not is_unavailable(error):
                 raise
-            log.warning("rate limits: shared store unreachable, charging in-process")
+            _warn_unreachable(error)
             limiter = self._local_weighted
             allowed = await limiter.hit(item, action, *identifiers, cost=cost)
             stats = await limiter.get_window_stats(item, action, *identifiers)
@@ -105,6 +96,19 @@ class RateLimits:
                 retry_after=item.get_expiry(),
             )
         raise _limited(rate, stats.reset_time, budget=True)
+
+
+_WARN_EVERY_SECONDS = 10.0
+_warned_at = -_WARN_EVERY_SECONDS
+
+
+def _warn_unreachable(error: BaseException) -> None:
+    """One line per 10 s, not two per request, while Redis is away."""
+    global _warned_at
+    now = time.monotonic()
+    if now - _warned_at >= _WARN_EVERY_SECONDS:
+        _warned_at = now
+        log.warning("rate limits: shared store unreachable (%r); counting in-process", error)
 
 
 def _limited(rate: str, reset_time: float, *, budget: bool = False) -> DomainError:

@@ -12,19 +12,31 @@ course row first, then its scope; a user-scope write locks the scope first (`loc
 
 The first time a scope is touched, its existing rows are written as entries (version 1), so
 data that predates sync, or that was written straight to the database, is still sent.
+
+Every write that stamps runs in `transaction()` (a Tortoise transaction, or a savepoint when
+nested). When the outermost one commits, the scopes it stamped, with their new versions, go to
+the listeners registered with `on_commit()`: that is how `syncPoke` learns of every commit
+(web API, sync push, generation) from one place. Inside one transaction a scope is locked and
+bumped once; later stamps of the same transaction reuse that version (one write transaction,
+one increment, as the protocol says). A savepoint that rolls back forgets what the transaction
+knew of its locks and bumps, so the next stamp locks and reads the row again (on PostgreSQL a
+rolled-back savepoint can even release a row lock taken before it).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.transactions import in_transaction
 
 from models import (
@@ -42,8 +54,77 @@ from models import (
 PUT = "PUT"
 DEL = "DEL"
 
-# Scopes stamped by the current task since the last `take_changed()`: (scope, version).
-_changed: ContextVar[list[tuple[str, int]] | None] = ContextVar("sync_changed", default=None)
+log = logging.getLogger("coursegen.sync")
+
+Changed = list[tuple[str, int]]  # (scope, version) stamped by a committed transaction
+CommitListener = Callable[[Changed], Awaitable[None]]
+
+
+@dataclass
+class _Write:
+    """What the current outermost write transaction did to scopes so far."""
+
+    changed: Changed = field(default_factory=list)
+    locked: dict[str, int] = field(default_factory=dict)  # scope → version read under lock
+    bumped: dict[str, int] = field(default_factory=dict)  # scope → version it was bumped to
+
+
+_write: ContextVar[_Write | None] = ContextVar("sync_write", default=None)
+_listeners: list[CommitListener] = []
+
+
+def on_commit(listener: CommitListener) -> Callable[[], None]:
+    """Call `listener(changed)` after every outermost `transaction()` of this process that
+    stamped scopes commits. Returns the function that removes it (a process's lifespan)."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def _in_db_transaction() -> bool:
+    return isinstance(connections.get("default"), TransactionalDBClient)
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[None]:
+    """A write transaction that may stamp scopes (a savepoint when nested in another one)."""
+    outer = _write.get()
+    if outer is None:
+        if _in_db_transaction():
+            raise RuntimeError(
+                "scopes.transaction() nested in a plain in_transaction(): its commit would not "
+                "be seen; open the outermost transaction with scopes.transaction()"
+            )
+        write = _Write()
+        token = _write.set(write)
+        try:
+            async with in_transaction():
+                yield
+        finally:
+            _write.reset(token)
+        if write.changed:
+            await _notify(write.changed)
+        return
+    mark, locked, bumped = len(outer.changed), dict(outer.locked), dict(outer.bumped)
+    try:
+        async with in_transaction():
+            yield
+    except BaseException:
+        # Rolled back to the savepoint: its stamps never happened, and scopes it locked or
+        # bumped are locked no more (PostgreSQL forgets a lock taken before a savepoint when
+        # the row is then updated in it and that is rolled back): they are locked again.
+        del outer.changed[mark:]
+        again = {scope for scope in outer.bumped if scope not in bumped}
+        outer.locked = {k: v for k, v in locked.items() if k not in again}
+        outer.bumped = bumped
+        raise
+
+
+async def _notify(changed: Changed) -> None:
+    for listener in list(_listeners):
+        try:
+            await listener(list(changed))
+        except Exception:  # a lost poke costs a later pull, never the write
+            log.warning("a commit listener failed", exc_info=True)
 
 
 def course_scope(course_id: uuid.UUID | str) -> str:
@@ -139,6 +220,16 @@ def _params(db: BaseDBAsyncClient, count: int, start: int = 1) -> list[str]:
 
 async def lock(scope: str) -> int:
     """Lock the scope's row for the caller's transaction (creating it); its current version."""
+    write = _write.get()
+    if write is not None and scope in write.locked:
+        return write.locked[scope]
+    version = await _lock(scope)
+    if write is not None:
+        write.locked[scope] = version
+    return version
+
+
+async def _lock(scope: str) -> int:
     db = _db()
     row = await SyncScope.filter(key=scope).select_for_update().first()
     if row is None:
@@ -216,38 +307,23 @@ async def stamp(
     put: Iterable[tuple[str, Any, dict[str, Any]]] = (),
     delete: Iterable[tuple[str, Any]] = (),
 ) -> int:
-    """Bump the scope once and stamp the given rows with the new version (in a transaction)."""
-    current = await lock(scope)
-    version = current + 1
-    await SyncScope.filter(key=scope).update(version=version, updated_at=datetime.now(UTC))
+    """Stamp the given rows with the scope's version of this transaction (bumped once, by the
+    transaction's first stamp of the scope). Only inside `transaction()`."""
+    write = _write.get()
+    if write is None:
+        raise RuntimeError("scopes.stamp() outside scopes.transaction(): no poke would follow")
+    version = write.bumped.get(scope)
+    if version is None:
+        version = await lock(scope) + 1
+        await SyncScope.filter(key=scope).update(version=version, updated_at=datetime.now(UTC))
+        write.bumped[scope] = write.locked[scope] = version
+        write.changed.append((scope, version))
     rows: list[tuple[str, str, str, dict[str, Any] | None]] = [
         (kind, str(ident), PUT, data) for kind, ident, data in put
     ]
     rows += [(kind, str(ident), DEL, None) for kind, ident in delete]
     await _upsert(scope, version, rows)
-    changed = _changed.get()
-    if changed is None:
-        changed = []
-        _changed.set(changed)
-    changed.append((scope, version))
     return version
-
-
-def take_changed() -> list[tuple[str, int]]:
-    """The scopes stamped by this task since the last call (to poke after a commit)."""
-    changed = _changed.get()
-    if not changed:
-        return []
-    taken = list(changed)
-    changed.clear()
-    return taken
-
-
-def forget_changed() -> None:
-    """Drop what was recorded (the transaction rolled back)."""
-    changed = _changed.get()
-    if changed:
-        changed.clear()
 
 
 # --- per-field clocks (last-writer-wins) ---------------------------------------------------------
@@ -258,9 +334,17 @@ async def clocks_of(scope: str, kind: str, ident: Any) -> dict[str, str]:
     return json.loads(row.clocks) if row is not None else {}
 
 
-async def set_clocks(scope: str, kind: str, ident: Any, clocks: dict[str, str]) -> None:
-    """Record the winning clock of each field (after the row's entry was stamped)."""
-    current = await clocks_of(scope, kind, ident)
+async def set_clocks(
+    scope: str,
+    kind: str,
+    ident: Any,
+    clocks: dict[str, str],
+    known: dict[str, str] | None = None,
+) -> None:
+    """Record the winning clock of each field (after the row's entry was stamped). `known`: the
+    row's clocks as the caller read them in this transaction, under the scope's lock (saves
+    reading them again)."""
+    current = dict(known) if known is not None else await clocks_of(scope, kind, ident)
     current.update(clocks)
     await SyncEntry.filter(scope=scope, type=kind, entity_id=str(ident)).update(
         clocks=json.dumps(current, sort_keys=True)

@@ -46,6 +46,10 @@ Unlisten = Callable[[], None]
 class Broker(Protocol):
     async def start(self) -> None: ...
 
+    @property
+    def available(self) -> bool:
+        """Whether messages flow now (False while Redis is out of reach)."""
+
     async def close(self) -> None: ...
 
     async def publish(self, channel: str, data: str) -> None:
@@ -155,6 +159,10 @@ class InProcessBroker:
 
     async def start(self) -> None:
         return None
+
+    @property
+    def available(self) -> bool:
+        return True
 
     async def close(self) -> None:
         self._listeners.by_channel.clear()

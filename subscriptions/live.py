@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 from services.accounts import Viewer
+from services.availability import unavailable
 from services.errors import DomainError, ErrorCode, invalid
 from settings import Settings
 from subscriptions.auth import Credentials, followable_job
@@ -90,6 +91,10 @@ class LiveProgress:
             raise invalid("after: a sequence number, 0 or more.", field="after")
         if self.registry.draining or connection.is_closed:
             raise DomainError(ErrorCode.TEMPORARILY_UNAVAILABLE, RESTARTING.message)
+        if not self.broker.available:
+            # Redis is out of reach: a new follower would wait in silence until it is back.
+            # Followers already attached keep waiting and resume without losing an event.
+            raise unavailable("Live progress is temporarily unavailable; try again shortly.")
         await followable_job(viewer.id, job_id)
         connection.acquire_subscription()
         return self.hub.follower(

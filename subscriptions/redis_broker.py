@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from subscriptions.broker import (
     GENERIC_PREFIX,
     BrokerMessage,
@@ -67,7 +69,16 @@ class RedisBroker:
         await self._publisher.aclose()
         await self._subscriber.aclose()
 
+    @property
+    def available(self) -> bool:
+        # Cleared as soon as the pub/sub connection breaks, set again once resubscribed.
+        return self.connected.is_set()
+
     async def publish(self, channel: str, data: str) -> None:
+        if not self.available:
+            # Redis is out of reach: fail now rather than retry for seconds inside a request
+            # (a write that pokes its readers); pub/sub is at-most-once anyway.
+            raise RedisConnectionError("the broker's Redis connection is down")
         await self._publisher.publish(GENERIC_PREFIX + channel, data)
 
     def listen(self, channel: str, listener: Listener) -> Unlisten:
@@ -142,3 +153,13 @@ class RedisBroker:
             else:
                 # Confirmed (first time, or again after a reconnect): catch up on what passed.
                 self._listeners.dispatch(BrokerMessage(channel, None))
+
+
+class RedisPublisher:
+    """Publish-only side of the broker, for processes with no subscribers (the worker)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def publish(self, channel: str, data: str) -> None:
+        await self._client.publish(GENERIC_PREFIX + channel, data)

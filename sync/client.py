@@ -8,10 +8,12 @@ It is what the mobile app does, in ~200 lines; the tests use it to simulate devi
   patches, and drops from the queue what the last page's `lastMutationIds` confirms.
 - `view()` = the server's rows as last pulled + the pending mutations replayed on top of them
   (a rebase: a rejected or superseded mutation simply disappears once confirmed).
+- `poked()` is what to call on a `syncPoke`: it pulls (coalescing pokes that arrive meanwhile).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -44,6 +46,7 @@ class SyncReplica:
         self.db = sqlite3.connect(path)
         self.db.executescript(_SCHEMA)
         self.clock_offset_ms = clock_offset_ms
+        self._poked = self._pulling = False
         self.group = self._meta("group") or self._set("group", client_group_id or uuid.uuid4().hex)
         self.client = self._meta("client") or self._set("client", client_id or uuid.uuid4().hex)
         self.db.commit()
@@ -114,7 +117,7 @@ class SyncReplica:
         body = {"protocolVersion": 1, "clientGroupId": self.group, "mutations": mutations}
         return await self.transport("/sync/push", body)
 
-    async def pull_page(self, limit: int | None = None) -> dict[str, Any]:
+    async def pull_page(self, limit: int | None = None, checksums: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {
             "protocolVersion": 1,
             "clientGroupId": self.group,
@@ -122,6 +125,8 @@ class SyncReplica:
         }
         if limit:
             body["limit"] = limit
+        if checksums:
+            body["checksums"] = True
         page = await self.transport("/sync/pull", body)
         self.apply_page(page)
         return page
@@ -150,12 +155,45 @@ class SyncReplica:
                 confirmed = int(page["lastMutationIds"].get(self.client, 0))
                 self.db.execute("DELETE FROM queue WHERE id <= ?", (confirmed,))
 
-    async def pull(self, limit: int | None = None, max_pages: int = 10_000) -> int:
-        """Pull until `hasMore` is false; returns the number of pages."""
+    async def pull(
+        self, limit: int | None = None, max_pages: int = 10_000, checksums: bool = False
+    ) -> int:
+        """Pull until `hasMore` is false; returns the number of pages. With `checksums`, the
+        last page's checksums are compared with the replica; on drift the replica starts over
+        (rows and cookie dropped, the queue kept) and pulls everything again."""
         for pages in range(1, max_pages + 1):
-            if not (await self.pull_page(limit))["hasMore"]:
-                return pages
+            page = await self.pull_page(limit, checksums)
+            if page["hasMore"]:
+                continue
+            if checksums and self.drifted(page.get("checksums") or {}):
+                with self.db:
+                    self.db.execute("DELETE FROM rows")
+                    self.db.execute("DELETE FROM meta WHERE k = 'cookie'")
+                return pages + await self.pull(limit, max_pages)
+            return pages
         raise RuntimeError("pull did not end")
+
+    async def poked(self) -> None:
+        """A syncPoke (or a resync) arrived: pull. Pokes that arrive while this pulls cost one
+        more pull in all, not one each (they carry no data)."""
+        self._poked = True
+        if self._pulling:
+            return
+        self._pulling = True
+        try:
+            while self._poked:
+                self._poked = False
+                await self.pull()
+        finally:
+            self._pulling = False
+
+    def drifted(self, checksums: dict[str, str]) -> list[str]:
+        """The scopes whose rows here differ from the server's (by the last page's checksums)."""
+        return sorted(
+            scope
+            for scope, expected in checksums.items()
+            if checksum(self.row_versions(scope)) != expected
+        )
 
     async def sync(self, batch: int | None = None, limit: int | None = None) -> None:
         while self.pending():
@@ -169,6 +207,13 @@ class SyncReplica:
 
     def close(self) -> None:
         self.db.close()
+
+
+def checksum(rows: list[tuple[str, str, int]]) -> str:
+    """A scope's checksum as the server computes it: sha256 over its rows' sorted
+    `type:id:version` lines, the first 16 hex digits."""
+    text = "\n".join(f"{t}:{i}:{v}" for t, i, v in sorted(rows))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _apply_locally(state: dict[Key, dict[str, Any]], name: str, args: dict[str, Any]) -> None:

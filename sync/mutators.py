@@ -138,7 +138,7 @@ async def _completion(ctx: MutationContext, args: dict[str, Any], completed: boo
     if not newer(ctx.hlc, clocks.get("completed")):
         return _superseded(touched, "this topic's completion")
     await learning.set_completion(ctx.viewer.id, topic_id, completed, score)
-    await scopes.set_clocks(scope, "progress", topic_id, {"completed": str(ctx.hlc)})
+    await scopes.set_clocks(scope, "progress", topic_id, {"completed": str(ctx.hlc)}, clocks)
     return Outcome()
 
 
@@ -162,7 +162,7 @@ async def _bookmark(ctx: MutationContext, args: dict[str, Any], add: bool) -> Ou
     if add:
         await learning.set_bookmark(ctx.viewer.id, topic_id, True)
         if newer(ctx.hlc, added):
-            await scopes.set_clocks(scope, "bookmark", topic_id, {"add": str(ctx.hlc)})
+            await scopes.set_clocks(scope, "bookmark", topic_id, {"add": str(ctx.hlc)}, clocks)
         return Outcome()
     if not newer(ctx.hlc, added):
         return _superseded(touched, "this bookmark (an addition wins)")
@@ -261,19 +261,20 @@ async def _fields_lww(
     kind: str,
     ident: uuid.UUID,
     changes: dict[str, Any],
-) -> dict[str, Any]:
-    """The fields of `changes` whose clock is newer than their last writer's."""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The fields of `changes` whose clock is newer than their last writer's, and the clocks."""
     scope = scopes.course_scope(course.id)
     await scopes.lock(scope)
     clocks = await scopes.clocks_of(scope, kind, ident)
-    return {name: value for name, value in changes.items() if newer(ctx.hlc, clocks.get(name))}
+    winning = {name: value for name, value in changes.items() if newer(ctx.hlc, clocks.get(name))}
+    return winning, clocks
 
 
 async def _update_course(ctx: MutationContext, args: dict[str, Any], names: set[str]) -> Outcome:
     course_id = _id(args, "courseId")
     course = await _reach_course(ctx, course_id, lock=True)
     changes = {name: args[name] for name in names if name in args}
-    winning = await _fields_lww(ctx, course, "course", course_id, changes)
+    winning, clocks = await _fields_lww(ctx, course, "course", course_id, changes)
     touched = [(scopes.course_scope(course_id), "course", str(course_id))]
     if not winning:
         if changes:
@@ -281,7 +282,11 @@ async def _update_course(ctx: MutationContext, args: dict[str, Any], names: set[
         return Outcome()
     await courses.update_course(ctx.viewer.id, course_id, winning, course.version)
     await scopes.set_clocks(
-        scopes.course_scope(course_id), "course", course_id, dict.fromkeys(winning, str(ctx.hlc))
+        scopes.course_scope(course_id),
+        "course",
+        course_id,
+        dict.fromkeys(winning, str(ctx.hlc)),
+        clocks,
     )
     if len(winning) < len(changes):
         return Outcome(code="PARTIAL", message="Later changes of some fields won.", touched=touched)
@@ -301,13 +306,13 @@ async def rename_topic(ctx: MutationContext, args: dict[str, Any]) -> Outcome:
     args = _args(args, {"topicId", "title"})
     topic_id = _id(args, "topicId")
     course = await _reach_course(ctx, await _topic_course(topic_id), lock=True)
-    winning = await _fields_lww(ctx, course, "topic", topic_id, {"title": args["title"]})
+    winning, clocks = await _fields_lww(ctx, course, "topic", topic_id, {"title": args["title"]})
     touched = [(scopes.course_scope(course.id), "topic", str(topic_id))]
     if not winning:
         return _superseded(touched, "this topic's title")
     await courses.update_topic(ctx.viewer.id, topic_id, winning)
     await scopes.set_clocks(
-        scopes.course_scope(course.id), "topic", topic_id, {"title": str(ctx.hlc)}
+        scopes.course_scope(course.id), "topic", topic_id, {"title": str(ctx.hlc)}, clocks
     )
     return Outcome()
 
@@ -320,7 +325,7 @@ async def move_topic(ctx: MutationContext, args: dict[str, Any]) -> Outcome:
     after = parse_id(args["after"], "args.after") if args.get("after") is not None else None
     before = parse_id(args["before"], "args.before") if args.get("before") is not None else None
     course = await _reach_course(ctx, await _topic_course(topic_id), lock=True)
-    winning = await _fields_lww(ctx, course, "topic", topic_id, {"position": True})
+    winning, clocks = await _fields_lww(ctx, course, "topic", topic_id, {"position": True})
     touched = [(scopes.course_scope(course.id), "topic", str(topic_id))]
     if not winning:
         return _superseded(touched, "this topic's place")
@@ -336,7 +341,7 @@ async def move_topic(ctx: MutationContext, args: dict[str, Any]) -> Outcome:
         before = None
     await courses.move_topic(ctx.viewer.id, topic_id, subject_id, after, before)
     await scopes.set_clocks(
-        scopes.course_scope(course.id), "topic", topic_id, {"position": str(ctx.hlc)}
+        scopes.course_scope(course.id), "topic", topic_id, {"position": str(ctx.hlc)}, clocks
     )
     return Outcome()
 

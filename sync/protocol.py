@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from services.errors import invalid
@@ -122,3 +123,19 @@ def parse_pull(body: Any) -> PullRequest:
         limit=limit,
         checksums=bool(body.get("checksums", False)),
     )
+
+
+def retry_later(body: Any, size: int | None = None) -> dict[str, Any]:
+    """The answer to a push that could not reach the database at all: every mutation
+    RETRY_LATER (nothing was applied or the stored result could not be read; a retry gets the
+    stored result as DUPLICATE), and no `lastMutationIds`: `{}` confirms nothing."""
+    request = parse_push(body, size)
+    message = "The server cannot apply changes right now; push again later."
+    return {
+        "results": [
+            {"clientId": m.client_id, "id": m.id, "status": RETRY_LATER, "message": message}
+            for m in request.mutations
+        ],
+        "lastMutationIds": {},
+        "serverTime": datetime.now(UTC).isoformat(),
+    }

@@ -4,9 +4,7 @@ consistent snapshot, ordered by (scope, version, type, id) and paginated by `lim
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from tortoise import connections
@@ -18,13 +16,10 @@ from services import scopes
 from services.accounts import Viewer
 from settings import Settings
 from sync import cookie as cookies
+from sync import gc
 from sync.cookie import ScopeState
 from sync.protocol import parse_pull
 from sync.push import bind_group, entry_patch, last_mutation_ids
-
-TOMBSTONE_HORIZON = timedelta(days=30)
-GC_EVERY_SECONDS = 3600.0
-_last_gc = 0.0
 
 
 async def accessible_scopes(user_id: uuid.UUID) -> set[str]:
@@ -45,14 +40,6 @@ async def _ensure(keys: set[str]) -> None:
             await scopes.lock(key)
 
 
-async def _maybe_collect(horizon: timedelta) -> None:
-    global _last_gc
-    if time.monotonic() - _last_gc < GC_EVERY_SECONDS:
-        return
-    _last_gc = time.monotonic()
-    await scopes.collect_tombstones(horizon)
-
-
 def _after(state: ScopeState) -> Q:
     if state.cursor is None:
         return Q(version__gt=state.version)
@@ -70,16 +57,11 @@ def checksum(rows: list[tuple[str, str, int]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-async def pull(
-    viewer: Viewer,
-    body: Any,
-    settings: Settings,
-    horizon: timedelta = TOMBSTONE_HORIZON,
-) -> dict[str, Any]:
+async def pull(viewer: Viewer, body: Any, settings: Settings) -> dict[str, Any]:
     request = parse_pull(body)
     await bind_group(request.client_group_id, viewer.id)
     states = cookies.decode(request.cookie, settings.signing_key)
-    await _maybe_collect(horizon)
+    await gc.maybe_collect(settings)
     await _ensure(await accessible_scopes(viewer.id))
     async with in_transaction() as connection:
         if connections.get("default").capabilities.dialect != "sqlite":

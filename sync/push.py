@@ -1,4 +1,12 @@
-"""Push: apply each client's mutations once, in order, each atomically with its bookkeeping."""
+"""Push: apply each client's mutations once, in order, atomically with their bookkeeping.
+
+A client's batch runs in ONE transaction (split around `requestCourseGeneration`, and every
+`TRANSACTION_MUTATIONS` so that a transaction stays short): the client row is locked once, each
+mutation runs in a savepoint (a rejected one rolls back to it), and the stored results and
+`lastMutationId` are written once at the end, in the same commit. Scope rows are locked and
+bumped once per transaction (`services.scopes`). The commit pokes the users whose scopes
+changed (`scopes.on_commit`, see sync/poke.py). A deadlock or serialization failure rolls the
+whole transaction back; it runs again from the last committed point."""
 
 from __future__ import annotations
 
@@ -25,14 +33,15 @@ from models import (
     SyncMutationResult,
     SyncRejection,
 )
+from observability import metrics
 from services import scopes
 from services.accounts import Viewer
 from services.errors import DomainError, ErrorCode, forbidden
 from services.permissions import course_access
 from settings import Settings
+from sync import faults
 from sync import hlc as clocks
 from sync.mutators import GENERATION, MUTATORS, MutationContext, Outcome, Rejected, Touched
-from sync.poke import Publisher, poke
 from sync.protocol import (
     DUPLICATE,
     OUT_OF_ORDER,
@@ -45,6 +54,7 @@ from sync.protocol import (
 log = logging.getLogger("coursegen.sync")
 
 ATTEMPTS = 4  # a deadlock or serialization failure is retried this often before RETRY_LATER
+TRANSACTION_MUTATIONS = 200  # at most this many mutations of a client in one transaction
 TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
 TRANSIENT_CODES = {ErrorCode.RATE_LIMITED, ErrorCode.TEMPORARILY_UNAVAILABLE}
 
@@ -54,7 +64,6 @@ class SyncEnv:
     """What a push needs beyond the database (from the app's runtime)."""
 
     settings: Settings
-    publisher: Publisher | None = None
     jobs: Any = None
     events: Any = None
     rate_limits: Any = None
@@ -96,15 +105,18 @@ async def bind_group(group_id: str, user_id: uuid.UUID) -> None:
         raise forbidden("This client group belongs to another user; make a new one.")
 
 
-async def _client_pk(group_id: str, client_id: str) -> uuid.UUID:
-    row = await SyncClient.filter(group_id=group_id, client_id=client_id).first()
-    if row is None:
-        try:
-            async with in_transaction():
-                row = await SyncClient.create(group_id=group_id, client_id=client_id)
-        except IntegrityError:
-            row = await SyncClient.filter(group_id=group_id, client_id=client_id).get()
-    return row.id
+async def _locked_client(group_id: str, client_id: str) -> SyncClient:
+    """The client's row, locked for the caller's transaction (created on first use)."""
+    query = SyncClient.filter(group_id=group_id, client_id=client_id).select_for_update()
+    row = await query.first()
+    if row is not None:
+        return row
+    try:
+        async with in_transaction():  # a savepoint: a concurrent first push may win the insert
+            await SyncClient.create(group_id=group_id, client_id=client_id)
+    except IntegrityError:
+        pass
+    return await query.get()
 
 
 async def last_mutation_ids(group_id: str) -> dict[str, int]:
@@ -160,73 +172,179 @@ async def push(viewer: Viewer, body: Any, env: SyncEnv, size: int | None = None)
     for m in request.mutations:
         by_client.setdefault(m.client_id, []).append(m)
     results: dict[int, dict[str, Any]] = {}
-    changed: list[tuple[str, int]] = []
     for client_id, mutations in by_client.items():
-        pk = await _client_pk(group, client_id)
-        stop: str | None = None
-        for m in sorted(mutations, key=lambda item: item.id):
-            if stop is not None:
-                results[m.index] = _result(m, stop)
-                continue
-            result, stamped = await _apply(viewer, group, pk, m, env)
+        ordered = sorted(mutations, key=lambda item: item.id)
+        answered = await _push_client(viewer, group, client_id, ordered, env)
+        for m, result in zip(ordered, answered, strict=True):
             results[m.index] = result
-            changed += stamped
-            if result["status"] in (OUT_OF_ORDER, RETRY_LATER):
-                stop = result["status"]
-    await poke(env.publisher, changed)
-    return {
+            metrics.SYNC_MUTATIONS.labels(result["status"]).inc()
+    answer = {
         "results": [results[i] for i in range(len(request.mutations))],
         "lastMutationIds": await last_mutation_ids(group),
         "serverTime": datetime.now(UTC).isoformat(),
     }
+    await faults.pause_if_asked(env.settings, "commit")
+    return answer
 
 
-async def _apply(
-    viewer: Viewer, group: str, pk: uuid.UUID, m: Mutation, env: SyncEnv
-) -> tuple[dict[str, Any], list[tuple[str, int]]]:
+def _segments(mutations: list[Mutation]) -> list[list[Mutation]]:
+    """Runs of mutations that share one transaction. `requestCourseGeneration` stands alone:
+    its job is created and committed before its own transaction (a worker must see it). A run
+    is cut every `TRANSACTION_MUTATIONS`, so one transaction holds its locks for a bounded time
+    and a push cut short (a request timeout) still keeps what it committed."""
+    segments: list[list[Mutation]] = []
+    for m in mutations:
+        last = segments[-1] if segments else None
+        if (
+            last is None
+            or m.name == GENERATION
+            or last[-1].name == GENERATION
+            or len(last) >= TRANSACTION_MUTATIONS
+        ):
+            segments.append([m])
+        else:
+            last.append(m)
+    return segments
+
+
+async def _push_client(
+    viewer: Viewer, group: str, client_id: str, mutations: list[Mutation], env: SyncEnv
+) -> list[dict[str, Any]]:
+    answered: list[dict[str, Any]] = []
+    stop: str | None = None
+    for segment in _segments(mutations):
+        if stop is not None:
+            answered += [_result(m, stop) for m in segment]
+            continue
+        results, stop = await _apply_segment(viewer, group, client_id, segment, env)
+        answered += results
+    return answered
+
+
+async def _apply_segment(
+    viewer: Viewer, group: str, client_id: str, segment: list[Mutation], env: SyncEnv
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One transaction for the segment, retried whole on a deadlock or serialization failure:
+    nothing of it was committed, so the retry starts again from the last committed point."""
     for attempt in range(ATTEMPTS):
-        scopes.take_changed()
         try:
             pre: Outcome | Rejected | None = None
-            if m.name == GENERATION:
-                lmid = await SyncClient.filter(id=pk).values_list("last_mutation_id", flat=True)
-                if m.id == int(str(lmid[0])) + 1:
-                    pre = await _request_generation(viewer, group, m, env)
-            async with in_transaction():
-                result = await _apply_locked(viewer, group, pk, m, pre)
-            return result, scopes.take_changed()
+            if segment[0].name == GENERATION:
+                lmid = await SyncClient.filter(group_id=group, client_id=client_id).values_list(
+                    "last_mutation_id", flat=True
+                )
+                if segment[0].id == int(str(lmid[0] if lmid else 0)) + 1:
+                    pre = await _request_generation(viewer, group, segment[0], env)
+            async with scopes.transaction():
+                return await _apply_locked(viewer, group, client_id, segment, pre, env.settings)
         except Exception as error:
-            scopes.forget_changed()
             if not is_transient(error):
                 raise
             if isinstance(error, Transient) or attempt == ATTEMPTS - 1:
-                log.warning("sync mutation %s/%s: retry later (%s)", m.client_id, m.id, error)
-                return _result(m, RETRY_LATER, message="Try again later."), []
+                log.warning(
+                    "sync push %s/%s from %s: retry later (%s)",
+                    group,
+                    client_id,
+                    segment[0].id,
+                    error,
+                )
+                return [_result(m, RETRY_LATER, message=LATER) for m in segment], RETRY_LATER
+            log.info(
+                "sync push %s/%s: %s; the batch runs again (attempt %d)",
+                group,
+                client_id,
+                type(error).__name__,
+                attempt + 2,
+            )
             await asyncio.sleep(0.02 * (2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
 
+LATER = "Try again later."
+RESULT_PRUNED = "RESULT_PRUNED"
+
+
 async def _apply_locked(
-    viewer: Viewer, group: str, pk: uuid.UUID, m: Mutation, pre: Outcome | Rejected | None
-) -> dict[str, Any]:
-    client = await SyncClient.filter(id=pk).select_for_update().get()
+    viewer: Viewer,
+    group: str,
+    client_id: str,
+    segment: list[Mutation],
+    pre: Outcome | Rejected | None,
+    settings: Settings,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Inside the segment's transaction: the client row locked once, each new mutation in a
+    savepoint, then the stored results and `lastMutationId` written once, all committed
+    together."""
+    client = await _locked_client(group, client_id)
     last = int(client.last_mutation_id)
-    if m.id <= last:
-        stored = await SyncMutationResult.filter(client_id=pk, mutation_id=m.id).first()
-        previous = json.loads(stored.result) if stored else {}
+    stored: dict[int, dict[str, Any]] = {}
+    seen = [m.id for m in segment if m.id <= last]
+    if seen:
+        rows = await SyncMutationResult.filter(
+            client_id=client.id, mutation_id__in=seen
+        ).values_list("mutation_id", "result")
+        stored = {int(str(mid)): json.loads(str(text)) for mid, text in rows}
+    fresh: dict[int, dict[str, Any]] = {}  # applied in this transaction, not yet stored
+    results: list[dict[str, Any]] = []
+    stop: str | None = None
+    for m in segment:
+        if stop is not None:
+            results.append(_result(m, stop))
+        elif m.id <= last:
+            results.append(_duplicate(m, fresh.get(m.id) or stored.get(m.id) or {}))
+        elif m.id > last + 1:
+            message = f"Expected mutation {last + 1} of this client first."
+            results.append(_result(m, OUT_OF_ORDER, message=message))
+            stop = OUT_OF_ORDER
+        else:
+            try:
+                result = await _process(viewer, group, m, pre if m is segment[0] else None)
+            except Transient as error:  # a rate limit: keep what came before, stop here
+                log.warning("sync mutation %s/%s: retry later (%s)", m.client_id, m.id, error)
+                results.append(_result(m, RETRY_LATER, message=LATER))
+                stop = RETRY_LATER
+                continue
+            results.append(result)
+            fresh[m.id] = result
+            last = m.id
+            await faults.pause_if_asked(settings, f"mutation:{len(fresh)}")
+    if fresh:
+        await SyncMutationResult.bulk_create(
+            [
+                SyncMutationResult(client_id=client.id, mutation_id=mid, result=json.dumps(result))
+                for mid, result in fresh.items()
+            ],
+            batch_size=500,
+        )
+        await SyncClient.filter(id=client.id).update(
+            last_mutation_id=last, updated_at=datetime.now(UTC)
+        )
+    return results, stop
+
+
+def _duplicate(m: Mutation, previous: dict[str, Any]) -> dict[str, Any]:
+    if not previous:  # pruned past the horizon (sync/gc.py): applied once, details gone
         return _result(
             m,
             DUPLICATE,
-            firstStatus=previous.get("status"),
-            code=previous.get("code"),
-            message=previous.get("message"),
-            data=previous.get("data"),
-            canonical=previous.get("canonical"),
+            code=RESULT_PRUNED,
+            message="Applied long ago; its first result is no longer kept.",
         )
-    if m.id > last + 1:
-        return _result(
-            m, OUT_OF_ORDER, message=f"Expected mutation {last + 1} of this client first."
-        )
+    return _result(
+        m,
+        DUPLICATE,
+        firstStatus=previous.get("status"),
+        code=previous.get("code"),
+        message=previous.get("message"),
+        data=previous.get("data"),
+        canonical=previous.get("canonical"),
+    )
+
+
+async def _process(
+    viewer: Viewer, group: str, m: Mutation, pre: Outcome | Rejected | None
+) -> dict[str, Any]:
+    """Run one new mutation; its result (REJECTED ones archived, merges logged)."""
     outcome = pre if pre is not None else await _run(viewer, group, m)
     if isinstance(outcome, Rejected):
         result = _result(
@@ -237,21 +355,17 @@ async def _apply_locked(
             canonical=await canonical(viewer.id, outcome.touched),
         )
         await _archive(viewer.id, group, m, "rejected", str(outcome.code), outcome.message)
-    else:
-        result = _result(
-            m,
-            outcome.status,
-            code=outcome.code,
-            message=outcome.message,
-            data=outcome.data,
-            canonical=await canonical(viewer.id, outcome.touched) if outcome.touched else None,
-        )
-        if outcome.conflict:
-            await _archive(
-                viewer.id, group, m, "conflict", outcome.code or "", outcome.message or ""
-            )
-    await SyncClient.filter(id=pk).update(last_mutation_id=m.id, updated_at=datetime.now(UTC))
-    await SyncMutationResult.create(client_id=pk, mutation_id=m.id, result=json.dumps(result))
+        return result
+    result = _result(
+        m,
+        outcome.status,
+        code=outcome.code,
+        message=outcome.message,
+        data=outcome.data,
+        canonical=await canonical(viewer.id, outcome.touched) if outcome.touched else None,
+    )
+    if outcome.conflict:
+        await _archive(viewer.id, group, m, "conflict", outcome.code or "", outcome.message or "")
     return result
 
 
@@ -285,7 +399,7 @@ async def _run(viewer: Viewer, group: str, m: Mutation) -> Outcome | Rejected:
         return Rejected(ErrorCode.INVALID_INPUT, str(error))
     ctx = MutationContext(viewer, group, m.client_id, m.id, clock, m.base_version)
     try:
-        async with in_transaction():  # a savepoint: a rejected mutation leaves nothing behind
+        async with scopes.transaction():  # a savepoint: a rejected mutation leaves nothing
             return await mutator(ctx, m.args)
     except Rejected as rejected:
         return rejected
@@ -348,12 +462,10 @@ async def _request_generation(
 
 
 def env_from_app(state: Any, settings: Settings) -> SyncEnv:
-    """The env of a push from a Starlette app's state (runtime and live broker)."""
+    """The env of a push from a Starlette app's state (its runtime)."""
     runtime = getattr(state, "runtime", None)
-    live = getattr(state, "live", None)
     return SyncEnv(
         settings=settings,
-        publisher=getattr(live, "broker", None),
         jobs=getattr(runtime, "jobs", None),
         events=getattr(runtime, "events", None),
         rate_limits=getattr(runtime, "rate_limits", None),

@@ -36,6 +36,7 @@ TABLES = [
     "bookmarks",
     "notes",
     "topic_progress",
+    "model_usage",
     "generation_jobs",
     "topics",
     "subjects",

@@ -131,16 +131,19 @@ class _Counter(logging.Handler):
 @contextmanager
 def count_statements() -> Iterator[list[str]]:
     """Collect every SQL statement Tortoise sends while the block runs."""
-    logger = logging.getLogger("tortoise.db_client")
+    # Tortoise's own statements, and the plain-SQL reads of the fast path (services/tree_reads).
+    loggers = [logging.getLogger("tortoise.db_client"), logging.getLogger("coursegen.sql")]
     handler = _Counter()
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     try:
         yield handler.statements
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 def spawn_worker(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from models import Bookmark, Note, TopicProgress
 from tests.support import count_statements, gql, make_course, sign_up
@@ -39,6 +42,18 @@ query Dashboard($first: Int!) {
 EXPECTED_STATEMENTS = 11
 
 
+@pytest.fixture
+def normal_executor(app: Starlette) -> Iterator[None]:
+    """These tests pin the normal executor's loaders; the fast path (which answers a learned
+    dashboard query in fewer statements) is pinned in tests/test_fast_path.py."""
+    app.state.fast_path.serving = False
+    try:
+        yield
+    finally:
+        app.state.fast_path.serving = True
+
+
+@pytest.mark.usefixtures("normal_executor")
 @pytest.mark.parametrize("courses", [1, 100])
 async def test_dashboard_statement_count_is_constant(
     client: httpx.AsyncClient, courses: int
@@ -72,6 +87,7 @@ async def test_dashboard_statement_count_is_constant(
     assert len(statements) == EXPECTED_STATEMENTS, "\n".join(statements)
 
 
+@pytest.mark.usefixtures("normal_executor")
 async def test_total_count_costs_nothing_when_not_asked(client: httpx.AsyncClient) -> None:
     user = await sign_up(client)
     await make_course(user.id)

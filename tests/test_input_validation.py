@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from models import Course, Note, Subject, Topic
-from services import course_reads, courses
+from services import course_reads, courses, tree_reads
 from tests.support import TestUser as Account
 from tests.support import Tree, gql, make_course, sign_up
 from tests.test_authorization import NOT_COVERED_HERE, mutate, snapshot
@@ -595,6 +595,9 @@ async def test_unexpected_error_is_masked_and_logged_with_request_id(
     if where == "query":
         # resolvers/queries.py looks it up as `course_reads.count_courses` at call time.
         monkeypatch.setattr(course_reads, "count_courses", _explode)
+        # The fast path (fastpath/) reads with its own reader: failing there, it hands the
+        # request to the normal executor, which fails the same way and masks it.
+        monkeypatch.setattr(tree_reads.Reader, "course_page", _explode)
         document = "query { courses { totalCount nodes { id title } } }"
         variables: dict[str, Any] = {}
     else:

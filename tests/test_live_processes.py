@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from settings import Settings
 from subscriptions.redis_client import connect_redis
 from subscriptions.redis_progress_log import RedisProgressLog
+from tests.servers import PrivateRedis
 from tests.support import sign_up, spawn_worker
 from tests.test_live_support import (
     REDIS_RUN,
@@ -152,54 +151,11 @@ async def test_sigterm_drains_live_connections_and_exits_in_time(
         stop(process)
 
 
-class _Redis:
-    """A private redis-server (nothing on disk) that a test may restart."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-            )
-            if probe.stdout.strip() == b"PONG":
-                return
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
-def private_redis() -> Iterator[_Redis]:
-    if not REDIS_RUN or not shutil.which("redis-server"):
+def private_redis() -> Iterator[PrivateRedis]:
+    if not REDIS_RUN or not PrivateRedis.available():
         pytest.skip("needs redis-server (PostgreSQL + Redis run)")
-    server = _Redis(free_port())
+    server = PrivateRedis()
     server.start()
     try:
         yield server
@@ -209,7 +165,7 @@ def private_redis() -> Iterator[_Redis]:
 
 @needs_redis
 async def test_a_subscriber_on_one_process_follows_a_job_worked_by_another(
-    settings: Settings, tmp_path: Path, private_redis: _Redis
+    settings: Settings, tmp_path: Path, private_redis: PrivateRedis
 ) -> None:
     # Web processes A and B and a worker process share PostgreSQL and a Redis of their own
     # (so the test process's own worker cannot take the job).
@@ -243,7 +199,7 @@ async def test_a_subscriber_on_one_process_follows_a_job_worked_by_another(
 
 @needs_redis
 async def test_redis_restarting_mid_stream_loses_and_repeats_nothing(
-    settings: Settings, client: httpx.AsyncClient, tmp_path: Path, private_redis: _Redis
+    settings: Settings, client: httpx.AsyncClient, tmp_path: Path, private_redis: PrivateRedis
 ) -> None:
     # Long polls: only the broker's own resubscription can bring events back quickly.
     web_port = free_port()

@@ -34,6 +34,7 @@ from settings import Settings
 from subscriptions.events import ProgressEvent
 from subscriptions.live import LiveProgress
 from tests import support
+from tests.servers import free_port as free_port  # re-exported for the live tests
 from tests.support import gql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,12 +61,6 @@ mutation($jobId: ID!) {
   }
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _InProcessServer(uvicorn.Server):
@@ -232,8 +227,11 @@ def spawn_web(
     redis_url: str | None = None,
     extra: dict[str, str] | None = None,
     data_dir: Path | None = None,
+    log_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A real web process: `uvicorn app:create_app --factory` on loopback."""
+    """A real web process: `uvicorn app:create_app --factory` on loopback. Its log goes to a
+    pipe (read by `wait_ready` if it dies) or, for long or noisy runs, to `log_file`: nobody
+    reads the pipe meanwhile, and a full pipe blocks the server's event loop."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
     env.pop("REDIS_URL", None)
     env.update(
@@ -249,7 +247,8 @@ def spawn_web(
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra or {})
-    return subprocess.Popen(
+    stderr: Any = log_file.open("ab") if log_file is not None else subprocess.PIPE
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -268,8 +267,11 @@ def spawn_web(
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
     )
+    if log_file is not None:
+        stderr.close()  # the child has its own descriptor
+    return process
 
 
 async def wait_ready(base: str, process: subprocess.Popen[bytes], limit: float = 30) -> None:

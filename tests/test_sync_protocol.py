@@ -12,6 +12,7 @@ import pytest
 from models import Course, CourseMember, MemberRole, Note, SyncRejection, TopicProgress
 from services import courses, scopes
 from sync import hlc as hlc_module
+from sync import push as sync_push
 from tests.support import gql, make_course, sign_up
 from tests.test_sync_support import device, mutation, push_body, raw, sync_tables
 
@@ -42,6 +43,25 @@ async def test_push_applies_once_and_a_retry_gets_the_stored_result(
     assert await TopicProgress.filter(user_id=user.id).count() == 1
     rejected = await SyncRejection.filter(group_id="g1").values_list("name", "code")
     assert rejected == [("noSuchMutation", "UNKNOWN_MUTATION")]
+
+
+async def test_a_long_batch_commits_in_bounded_transactions_and_loses_nothing(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_push, "TRANSACTION_MUTATIONS", 3)
+    user = await sign_up(client)
+    tree = await make_course(user.id, subjects=2, topics=5)
+    topics = [str(t) for t in tree.topic_ids]
+    ops = [mutation("c", n + 1, "completeTopic", {"topicId": topics[n]}) for n in range(10)]
+    ops[4] = mutation("c", 5, "completeTopic", {"topicId": "not-a-uuid"})  # in the second run
+    ops.append(mutation("c", 13, "bookmarkTopic", {"topicId": topics[0]}))  # a gap: 11, 12
+    first = (await raw(client, user.token, "/sync/push", push_body("long", *ops))).json()
+    statuses = [r["status"] for r in first["results"]]
+    assert statuses == ["APPLIED"] * 4 + ["REJECTED"] + ["APPLIED"] * 5 + ["OUT_OF_ORDER"]
+    assert first["lastMutationIds"] == {"c": 10}
+    assert await TopicProgress.filter(user_id=user.id, completed=True).count() == 9
+    again = (await raw(client, user.token, "/sync/push", push_body("long", *ops[:10]))).json()
+    assert [r["firstStatus"] for r in again["results"]] == statuses[:10]
 
 
 async def test_an_id_gap_is_out_of_order_and_blocks_the_rest_of_that_client(

@@ -20,10 +20,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from cross_web import AsyncHTTPRequestAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -36,10 +38,13 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from resolvers.context import RequestContext, bearer_token, build_context
 from resolvers.loaders import Loaders
-from services.errors import DomainError
+from services.availability import RETRY_AFTER_SECONDS
+from services.errors import DomainError, ErrorCode
 from settings import Settings
 from subscriptions.auth import authenticate
 from subscriptions.connections import LiveConnection, LiveRefused, restarting, unauthenticated
+from web import persisted_queries
+from web.persisted_queries import PersistedQueries, PersistedQueryError, TrustedDocuments
 
 
 def _close_reason(message: str) -> str:
@@ -56,6 +61,16 @@ def _payload_token(params: dict[str, Any] | None) -> str | None:
         if isinstance(value, str) and value.strip():
             return bearer_token(value) if " " in value.strip() else value.strip()
     return None
+
+
+def _unavailable_only(data: Any) -> bool:
+    """A response with no data whose every error is TEMPORARILY_UNAVAILABLE."""
+    if not isinstance(data, dict) or data.get("data") is not None or not data.get("errors"):
+        return False
+    return all(
+        (error.get("extensions") or {}).get("code") == ErrorCode.TEMPORARILY_UNAVAILABLE.value
+        for error in data["errors"]
+    )
 
 
 def _release(context: RequestContext) -> None:
@@ -155,7 +170,13 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
     graphql_transport_ws_handler_class = LiveTransportWSHandler
     graphql_ws_handler_class = LiveLegacyWSHandler
 
-    def __init__(self, schema: Any, settings: Settings, **options: Any) -> None:
+    def __init__(
+        self,
+        schema: Any,
+        settings: Settings,
+        trusted: TrustedDocuments | None = None,
+        **options: Any,
+    ) -> None:
         options.setdefault(
             "connection_init_wait_timeout",
             timedelta(seconds=settings.live_connection_init_timeout_seconds),
@@ -165,6 +186,48 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
         )
         super().__init__(schema, **options)
         self.settings = settings
+        # APQ and trusted documents (web/persisted_queries.py); made at the first request,
+        # when the runtime's Redis client exists.
+        self.persisted: PersistedQueries | None = None
+        self.trusted = trusted
+
+    async def run(
+        self,
+        request: Request | WebSocket,
+        context: RequestContext | UnsetType = UNSET,
+        root_value: UnsetType | None = UNSET,
+    ) -> Any:
+        if self.persisted is None:
+            redis = getattr(request.app.state.runtime, "redis", None)
+            self.persisted = persisted_queries.for_settings(self.settings, redis, self.trusted)
+        try:
+            return await super().run(request, context, root_value)  # type: ignore[arg-type]
+        except PersistedQueryError as error:
+            return error.response()
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET that names its document by hash (APQ) is an operation, not a visit to GraphiQL.
+        return bool(
+            super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+        )
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's parsing, then the persisted-document lookup: a request may name its
+        document by hash (APQ), and in trusted-documents mode must name a registered one."""
+        data = await super().parse_http_body(request)
+        assert self.persisted is not None, "run() sets it"
+        return await self.persisted.resolve(data)
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if _unavailable_only(response_data):
+            # Nothing was done because PostgreSQL or Redis is out of reach: 503 lets load
+            # balancers and clients' retry policies see it; Retry-After says when to come back.
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

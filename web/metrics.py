@@ -1,9 +1,9 @@
 """`GET /metrics`: the Prometheus text exposition of observability.metrics, with the gauges
-that are read at scrape time (live connections, job queue depth, model breakers)."""
+that are read at scrape time (live connections, job queue depth by tier, model breakers:
+shared in Redis, so a web process reports what its workers' calls did)."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
@@ -11,7 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ai.breaker import BreakerState
+from generation import queue_status
 from observability import metrics
+from services import operations
 
 log = logging.getLogger("coursegen.metrics")
 
@@ -33,12 +36,17 @@ async def refresh_gauges(state: Any) -> None:
         if isinstance(value, int):
             gauge.set(value)
     runtime = getattr(state, "runtime", None)
-    depth = getattr(getattr(runtime, "jobs", None), "depth", None)
-    if callable(depth):
-        try:
-            value = depth()
-            if inspect.isawaitable(value):
-                value = await value
-            metrics.JOB_QUEUE_DEPTH.labels("generation").set(value)
-        except Exception:  # a scrape must not fail because Redis is down
-            log.warning("metrics: queue depth unavailable", exc_info=True)
+    if runtime is None:
+        return
+    try:
+        for tier, waiting in (await queue_status.waiting_by_tier(runtime.jobs)).items():
+            metrics.JOB_QUEUE_DEPTH.labels(tier).set(waiting)
+    except Exception:  # a scrape must not fail because Redis is down
+        log.warning("metrics: queue depth unavailable", exc_info=True)
+    try:
+        for endpoint in await operations.model_health(runtime.writer):
+            metrics.BREAKER_STATE.labels(endpoint.name).set(
+                0 if endpoint.breaker is BreakerState.CLOSED else 1
+            )
+    except Exception:
+        log.warning("metrics: breaker states unavailable", exc_info=True)

@@ -3,11 +3,13 @@
 Authenticated like the GraphQL API (`Authorization: Bearer <access token>`). Errors of the
 request as a whole: 400 INVALID_INPUT, 401 UNAUTHENTICATED, 403 FORBIDDEN (a client group of
 another user), 413 (over 1 MiB), 503 TEMPORARILY_UNAVAILABLE; the body is
-`{"error": {"code", "message", "field"}}`.
+`{"error": {"code", "message", "field"}}`. The 503 (database out of reach) carries `Retry-After`
+and, for a push, also the push answer with every mutation RETRY_LATER.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -18,7 +20,9 @@ from starlette.routing import Route
 
 from resolvers.context import bearer_token
 from services import accounts
+from services.availability import RETRY_AFTER_SECONDS, is_unavailable
 from services.errors import DomainError, ErrorCode
+from sync import protocol
 from sync import pull as pulls
 from sync import push as pushes
 from sync.protocol import MAX_PUSH_BYTES
@@ -63,11 +67,24 @@ async def _handle(request: Request, push: bool) -> JSONResponse:
     except DomainError as error:
         return _error(error.code, error.message, error.field, STATUS.get(error.code, 400))
     except Exception as error:
-        if pushes.is_transient(error):
+        if pushes.is_transient(error) or is_unavailable(error):
             log.warning("sync request failed: database unavailable", exc_info=True)
-            return _error(ErrorCode.TEMPORARILY_UNAVAILABLE, "Try again shortly.", status=503)
+            return _unavailable(raw if push else None)
         raise
     return JSONResponse(result)
+
+
+def _unavailable(push_raw: bytes | None) -> JSONResponse:
+    """503 with Retry-After; a push also gets its mutations back as RETRY_LATER (what the
+    protocol says of a transient failure), so a client may read either."""
+    content: dict[str, Any] = {
+        "error": {"code": ErrorCode.TEMPORARILY_UNAVAILABLE.value, "message": "Try again shortly."}
+    }
+    if push_raw is not None:
+        with contextlib.suppress(ValueError, DomainError):
+            content.update(protocol.retry_later(json.loads(push_raw), len(push_raw)))
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse(content, status_code=503, headers=headers)
 
 
 async def sync_push(request: Request) -> JSONResponse:

@@ -1,0 +1,184 @@
+"""Private Redis and PostgreSQL servers that a test (or a bench) starts, stops and restarts.
+
+The machine's shared servers (PostgreSQL on 5432, Redis on 6379) are used by other test runs at
+the same time: outage drills never touch them. Each server here listens on a free loopback port,
+keeps its data in a temporary directory, and is removed with it by `close()` (also after a
+failed test: the fixtures call it in `finally`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server with nothing on disk (as deployed here, PITFALLS.md): a restart loses
+    every stream, group and key, which is what the drills need."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("redis-server") is not None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
+            )
+            if probe.stdout.strip() == b"PONG":
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    close = kill
+
+
+def _postgres_bin() -> Path | None:
+    """The newest installed server's bin directory (Debian keeps them out of PATH)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3])
+    )
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of its own (initdb in a temporary directory, trust auth on
+    loopback). As root the server runs as the `postgres` OS user, which PostgreSQL requires."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.bin = _postgres_bin()
+        self.root: Path | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        if _postgres_bin() is None:
+            return False
+        if os.geteuid() != 0:
+            return True
+        with contextlib.suppress(KeyError):
+            import pwd
+
+            pwd.getpwnam("postgres")
+            return shutil.which("runuser") is not None
+        return False
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def data(self) -> Path:
+        assert self.root is not None, "start() first"
+        return self.root / "data"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        assert self.bin is not None, "no PostgreSQL server binaries here"
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=timeout)
+
+    def start(self) -> None:
+        """Creates the cluster on the first call; later calls start the stopped server."""
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="coursegen-pg-"))
+            if os.geteuid() == 0:
+                shutil.chown(self.root, "postgres", "postgres")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            )
+        self._ctl("start")
+
+    def _ctl(self, action: str, *extra: str) -> None:
+        assert self.root is not None
+        # Durability is not under test; fsync off keeps a restart fast on a busy machine.
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c full_page_writes=off -c synchronous_commit=off"
+        )
+        # The server's output goes to a file: on an inherited pipe, reading pg_ctl's output
+        # would wait for the server to exit.
+        log = str(self.root / "server.log")
+        self._run(
+            "pg_ctl",
+            action,
+            "-D",
+            str(self.data),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            log,
+            "-o",
+            options,
+            *extra,
+        )
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are ended, as in a real restart."""
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", "60")
+
+    def restart(self) -> None:
+        self._ctl("restart", "-m", "fast")
+
+    def close(self) -> None:
+        if self.root is None:
+            return
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30")
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
