@@ -3,12 +3,15 @@
 The function is a nest of dict displays and list comprehensions over the fetched rows, one
 expression per response key (e.g. `"title": r2["title"]`), generated once per shape of
 selection and cached: no resolver call, no awaitable, no per-field dispatch at request time.
-It also counts what the cost calculator counts (every object rendered, every `totalCount`),
-so `extensions.cost.actual` needs no second walk over the response.
+A subject's topics are the exception: PostgreSQL renders them (fastpath/topics_json.py) and
+their JSON is embedded as it comes. The function also counts what the cost calculator counts
+(every object rendered, every `totalCount`), so `extensions.cost.actual` needs no second walk
+over the response.
 
 Each object type has a template per field: an expression of the object's variables (`{r}`,
-and `{p}` for a position among siblings). Rows are asyncpg records (Execution in
-fastpath/execute.py holds them); `Connection` and `Viewer` are plain objects.
+`{p}` for a position among siblings, `{c}` for an edge's connection). Rows are asyncpg
+records (Execution in fastpath/execute.py holds them); `Connection` and `Viewer` are plain
+objects.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastpath.compile import Field
+from fastpath.topics_json import shape, topic_selections
 
 Renderer = Callable[[Any, dict[str, Any]], dict[str, Any]]
 
@@ -60,37 +64,12 @@ LEAVES: dict[str, dict[str, str]] = {
         "title": '{r}["title"]',
         "summary": '{r}["summary"]',
     },
-    "Topic": {
-        "id": 'str({r}["id"])',
-        "subjectId": 'str({r}["subject_id"])',
-        "courseId": 'str({r}["course_id"])',
-        "position": "{p}",
-        "title": '{r}["title"]',
-        # jsonb arrives as its text: embedded as is, never parsed and serialized again.
-        "objectives": '_Fragment({r}["objectives"])',
-        "content": '{r}["content"]',
-        "estimatedMinutes": '{r}["estimated_minutes"]',
-        "bookmarked": '{r}["bookmarked"]',
-    },
-    "Progress": {
-        "completed": '{r}["completed"]',
-        "completedAt": '_iso({r}["completed_at"])',
-        "score": '{r}["score"]',
-    },
-    "Note": {
-        "id": 'str({r}["id"])',
-        "topicId": 'str({r}["topic_id"])',
-        "body": '{r}["body"]',
-        "version": '{r}["version"]',
-        "createdAt": '{r}["created_at"].isoformat()',
-        "updatedAt": '{r}["updated_at"].isoformat()',
-    },
 }
 
 # Object fields: (kind, source) where `source` is an expression of the parent's variables.
-# "list": a list of (row) or (row, position) items; "one": a single object that may be None;
-# "same": the same row seen as another type (a topic's joined progress).
-LIST, ONE, SAME = "list", "one", "same"
+# "list": a list of rows; "one": a single object that may be None. A subject's topics are
+# rendered by PostgreSQL (fastpath/topics_json.py) and embedded as they come.
+LIST, ONE = "list", "one"
 OBJECTS: dict[str, dict[str, tuple[str, str]]] = {
     "CourseConnection": {
         "pageInfo": (ONE, "{r}"),
@@ -104,19 +83,15 @@ OBJECTS: dict[str, dict[str, tuple[str, str]]] = {
         "subjects": (LIST, 'ex.subjects.get({r}["id"], ())'),
     },
     "Member": {"user": (ONE, 'ex.user({r}["user_id"])')},
-    "Subject": {"topics": (LIST, 'ex.topics.get({r}["id"], ())')},
-    "Topic": {
-        "progress": (SAME, '{r}["has_progress"]'),
-        "notes": (LIST, 'ex.notes.get({r}["id"], ())'),
-    },
 }
 # Types whose position among their siblings is their index in the list.
-POSITIONED = frozenset({"Subject", "Topic"})
+POSITIONED = frozenset({"Subject"})
 
 
 class _Writer:
-    def __init__(self) -> None:
+    def __init__(self, topic_selections: dict[tuple[object, ...], int]) -> None:
         self.counter = 0
+        self.topic_selections = topic_selections
 
     def name(self, prefix: str) -> str:
         self.counter += 1
@@ -134,11 +109,12 @@ class _Writer:
             return repr(type_name)
         if f.children is None:
             return LEAVES[type_name][f.name].format(r=r, p=p, c=c)
+        if type_name == "Subject" and f.name == "topics":
+            index = self.topic_selections[shape(f.children)]
+            return f'_topics(ex, {r}["id"], {index})'
         kind, source = OBJECTS[type_name][f.name]
         source = source.format(r=r, p=p, c=c)
         child = f.type_name
-        if kind == SAME:
-            return f"({self.obj(child, f.children, r, p, c)} if {source} and _inc(ex) else None)"
         if kind == ONE:
             var = self.name("o")
             inner = self.obj(child, f.children, var, p, r)
@@ -156,7 +132,8 @@ class _Writer:
 
 
 def _source(fields: list[Field]) -> str:
-    writer = _Writer()
+    selections = {shape(children): i for i, children in enumerate(topic_selections(fields))}
+    writer = _Writer(selections)
     items = []
     for f in fields:
         if f.name == "__typename":
@@ -171,12 +148,6 @@ def _source(fields: list[Field]) -> str:
     return "def render(ex, roots):\n    return {" + ", ".join(items) + "}\n"
 
 
-def _shape(fields: list[Field] | None) -> tuple[Any, ...]:
-    if fields is None:
-        return ()
-    return tuple((f.key, f.name, f.type_name, _shape(f.children)) for f in fields)
-
-
 class Renderers:
     """Compiled render functions by shape of selection (least recently used dropped)."""
 
@@ -186,16 +157,16 @@ class Renderers:
         self._cache: OrderedDict[tuple[Any, ...], Renderer] = OrderedDict()
 
     def get(self, fields: list[Field]) -> Renderer:
-        shape = _shape(fields)
-        renderer = self._cache.get(shape)
+        key = shape(fields)
+        renderer = self._cache.get(key)
         if renderer is None:
             namespace = dict(self.namespace)
             # Only field names the schema validated, response keys through repr(), and the
             # templates above reach the source: no request text is executed.
             exec(compile(_source(fields), "<fastpath render>", "exec"), namespace)  # noqa: S102
-            renderer = self._cache[shape] = namespace["render"]
+            renderer = self._cache[key] = namespace["render"]
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         else:
-            self._cache.move_to_end(shape)
+            self._cache.move_to_end(key)
         return renderer

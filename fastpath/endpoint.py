@@ -32,7 +32,7 @@ from starlette.responses import Response
 from tortoise import connections
 
 from fastpath.codegen import Renderers
-from fastpath.compile import compile_request
+from fastpath.compile import Compiled, compile_request
 from fastpath.execute import Execution, check_arguments, enum_names, render_namespace
 from fastpath.plan import Plan, PlanCache, Unsupported, plan_document
 from observability import metrics
@@ -180,6 +180,7 @@ class FastPath:
             async with tree_reads.reader() as reader:
                 execution = Execution(reader, viewer, self.renderers)
                 data = await execution.run(compiled.fields)
+            body = self._body(data, execution, compiled, calculator, requested, remaining)
         except Unsupported:
             raise
         except DomainError:
@@ -191,24 +192,34 @@ class FastPath:
                 extra={"request_id": request_id},
             )
             raise Unsupported("error") from None
-        result: dict[str, Any] = {"data": data}
-        if self.settings.report_query_cost:
-            if compiled.one_node_per_key:
-                actual = execution.objects + 2 * execution.count_fields
-            else:
-                actual = calculator.actual(data)
-            result["extensions"] = {
-                "cost": {
-                    "requested": requested,
-                    "actual": actual,
-                    "remaining": remaining,
-                    "limit": self.settings.max_query_cost,
-                }
-            }
-        body = orjson.dumps(result)
         self._observe(request, plan, viewer, time.perf_counter() - started)
         self._count("served")
         return Response(body, media_type="application/json")
+
+    def _body(
+        self,
+        data: dict[str, Any],
+        execution: Execution,
+        compiled: Compiled,
+        calculator: CostCalculator,
+        requested: int,
+        remaining: int | None,
+    ) -> bytes:
+        if not self.settings.report_query_cost:
+            return orjson.dumps({"data": data})
+        if compiled.one_node_per_key:
+            actual = execution.objects + 2 * execution.count_fields
+        else:
+            # Merged or conditional fields: priced as the calculator prices them, over the
+            # response as a client reads it (topics arrive from PostgreSQL as JSON text).
+            actual = calculator.actual(orjson.loads(orjson.dumps(data)))
+        cost = {
+            "requested": requested,
+            "actual": actual,
+            "remaining": remaining,
+            "limit": self.settings.max_query_cost,
+        }
+        return orjson.dumps({"data": data, "extensions": {"cost": cost}})
 
     async def _charge(self, request: Request, viewer: accounts.Viewer, cost: int) -> int | None:
         limits = getattr(request.app.state.runtime, "rate_limits", None)

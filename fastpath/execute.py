@@ -23,10 +23,11 @@ from graphql import GraphQLEnumType, GraphQLSchema
 from fastpath.codegen import Renderers
 from fastpath.compile import Field
 from fastpath.plan import Unsupported
+from fastpath.topics_json import topic_selections, topics_query
 from services.accounts import Viewer
 from services.course_reads import ORDER_COLUMNS, CourseOrder, encode_cursor
 from services.errors import DomainError
-from services.tree_reads import PageQuery, Reader, Row, TopicColumns
+from services.tree_reads import PageQuery, Reader, Row
 from services.validation import parse_id
 
 
@@ -66,8 +67,7 @@ class Execution:
         self.objects = 0
         self.count_fields = 0
         self.subjects: dict[Any, list[Row]] = {}
-        self.topics: dict[Any, list[Row]] = {}
-        self.notes: dict[Any, list[Row]] = {}
+        self.topic_json: dict[Any, Row] = {}
         self.members: dict[Any, list[Row]] = {}
         self.users: dict[Any, Row] = {}
 
@@ -109,18 +109,11 @@ class Execution:
         if "subjects" in course_fields:
             self.subjects = _siblings(await self.reader.subjects(course_ids), "course_id")
         if "topics" in wanted["Subject"] and self.subjects:
-            topic_fields = wanted["Topic"]
-            columns = TopicColumns(
-                viewer_id=self.viewer.id,
-                optional=frozenset(topic_fields & {"objectives", "content"}),
-                progress="progress" in topic_fields,
-                bookmarked="bookmarked" in topic_fields,
+            query = topics_query(topic_selections(fields))
+            rows = await self.reader.topics_json(
+                course_ids, self.viewer.id, query.aggregates, query.columns, query.progress
             )
-            rows = await self.reader.topics(course_ids, columns)
-            self.topics = _siblings(rows, "subject_id")
-            if "notes" in topic_fields and rows:
-                for row in await self.reader.notes(self.viewer.id, course_ids):
-                    self.notes.setdefault(row["topic_id"], []).append(row)
+            self.topic_json = {row["subject_id"]: row for row in rows}
         if course_fields & {"members", "viewerAccess"}:
             for row in await self.reader.members(course_ids):
                 self.members.setdefault(row["course_id"], []).append(row)
@@ -211,6 +204,19 @@ def _inc(ex: Execution) -> bool:
     return True
 
 
+_NO_TOPICS = orjson.Fragment(b"[]")
+
+
+def _topics(ex: Execution, subject_id: Any, index: int) -> orjson.Fragment:
+    """The JSON of a subject's topics for one `topics` selection (fastpath/topics_json.py),
+    and the objects it holds counted."""
+    row = ex.topic_json.get(subject_id)
+    if row is None:
+        return _NO_TOPICS
+    ex.objects += row[2 + 2 * index]
+    return orjson.Fragment(row[1 + 2 * index])
+
+
 def _n(items: Sequence[Any], ex: Execution) -> Sequence[Any]:
     ex.objects += len(items)
     return items
@@ -219,7 +225,5 @@ def _n(items: Sequence[Any], ex: Execution) -> Sequence[Any]:
 def render_namespace(enums: dict[str, dict[Any, str]]) -> dict[str, Any]:
     """What the generated render functions see (fastpath/codegen.py)."""
     namespace: dict[str, Any] = {f"E_{name}": values for name, values in enums.items()}
-    namespace.update(
-        _count=_count, _cursor=_cursor, _inc=_inc, _n=_n, _iso=_iso, _Fragment=orjson.Fragment
-    )
+    namespace.update(_count=_count, _cursor=_cursor, _inc=_inc, _n=_n, _iso=_iso, _topics=_topics)
     return namespace

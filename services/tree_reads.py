@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +40,6 @@ COURSE_COLUMNS = (
     "updated_at",
 )
 SUBJECT_COLUMNS = ("id", "course_id", "rank", "title", "summary")
-# Topic columns always read; `objectives` and `content` (the lesson, the bulk of a course)
-# only when the query asks for them.
-TOPIC_COLUMNS = ("id", "subject_id", "course_id", "rank", "title", "estimated_minutes")
-TOPIC_OPTIONAL_COLUMNS = ("objectives", "content")
 
 
 def supports(connection: Any) -> bool:
@@ -82,14 +78,35 @@ class CoursePageRows:
     total: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TopicColumns:
-    """What a query asks of topics beyond their own columns."""
+class TopicJSON:
+    """What SQL that renders topics (fastpath/topics_json.py) may use: the rows `x`, one per
+    topic of the page's courses with the columns asked for, `position` (0-based, in sibling
+    order) and the viewer's ($2) progress joined (`progress_topic_id`, `completed`,
+    `completed_at`, `score`); and the viewer's bookmark and notes of a topic."""
 
-    viewer_id: uuid.UUID
-    optional: frozenset[str] = frozenset()  # of TOPIC_OPTIONAL_COLUMNS
-    progress: bool = False
-    bookmarked: bool = False
+    HAS_PROGRESS = "x.progress_topic_id IS NOT NULL"
+    BOOKMARKED = "EXISTS (SELECT 1 FROM bookmarks b WHERE b.user_id = $2 AND b.topic_id = x.id)"
+    # The viewer's live notes of the topic, ordered as services.learning orders them.
+    _NOTES = "FROM notes n WHERE n.user_id = $2 AND n.topic_id = x.id AND n.deleted_at IS NULL"
+    NOTES_COUNT = f"(SELECT count(*) {_NOTES})"
+
+    @classmethod
+    def notes(cls, note_object: str) -> str:
+        return (
+            f"(SELECT coalesce(json_agg({note_object} ORDER BY n.created_at, n.id), '[]'::json) "
+            f"{cls._NOTES})"
+        )
+
+    @staticmethod
+    def iso(column: str) -> str:
+        """A timestamp as Python's `datetime.isoformat()` writes it in UTC (the normal
+        executor's format): microseconds only when there are some."""
+        utc = f"({column} AT TIME ZONE 'UTC')"
+        return (
+            f"CASE WHEN {column} IS NOT NULL THEN to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+            f"CASE WHEN date_part('microseconds', {column})::bigint % 1000000 = 0 THEN '' "
+            f"ELSE to_char({utc}, '.US') END || '+00:00' END"
+        )
 
 
 class _LoggedConnection:
@@ -189,44 +206,33 @@ class Reader:
             course_ids,
         )
 
-    async def topics(self, course_ids: Sequence[Any], wanted: TopicColumns) -> list[Row]:
-        """The topics of the courses' subjects, with the viewer's progress (`has_progress`,
-        `completed`, `completed_at`, `score`) and bookmark (`bookmarked`) joined when asked."""
-        columns = [f"t.{c}" for c in TOPIC_COLUMNS]
-        columns += [f"t.{c}" for c in TOPIC_OPTIONAL_COLUMNS if c in wanted.optional]
-        joins = ""
-        args: list[Any] = [course_ids]
-        if wanted.progress or wanted.bookmarked:
-            args.append(wanted.viewer_id)
-        if wanted.progress:
-            columns += [
-                "p.topic_id IS NOT NULL AS has_progress",
-                "p.completed",
-                "p.completed_at",
-                "p.score",
-            ]
-            joins += " LEFT JOIN topic_progress p ON p.topic_id = t.id AND p.user_id = $2"
-        if wanted.bookmarked:
-            columns.append(
-                "EXISTS (SELECT 1 FROM bookmarks b WHERE b.user_id = $2 AND b.topic_id = t.id)"
-                " AS bookmarked"
-            )
-        return await self.connection.fetch(
-            f"SELECT {', '.join(columns)} FROM topics t{joins} "  # noqa: S608
-            "WHERE t.course_id = ANY($1::uuid[]) "
-            'ORDER BY t.subject_id, t.rank COLLATE "C", t.id',
-            *args,
+    async def topics_json(
+        self,
+        course_ids: Sequence[Any],
+        viewer_id: uuid.UUID,
+        aggregates: Sequence[str],
+        columns: Collection[str],
+        progress: bool,
+    ) -> list[Row]:
+        """One row per subject of the courses that has topics: `subject_id`, then each of
+        `aggregates` (SQL over the rows `x` that `TopicJSON` describes, with the topic
+        `columns` and, with `progress`, the viewer's progress joined)."""
+        inner = [f"t.{column}" for column in sorted(columns)]
+        inner.append(
+            'row_number() OVER (PARTITION BY t.subject_id ORDER BY t.rank COLLATE "C", t.id)'
+            " - 1 AS position"
         )
-
-    async def notes(self, user_id: uuid.UUID, course_ids: Sequence[Any]) -> list[Row]:
-        # Ordered as services.learning.notes_by_topic_ids orders them.
+        join = ""
+        if progress:
+            inner += ["p.topic_id AS progress_topic_id", "p.completed", "p.completed_at", "p.score"]
+            join = " LEFT JOIN topic_progress p ON p.topic_id = t.id AND p.user_id = $2"
+        selected = ", ".join(f"{sql} AS a{i}" for i, sql in enumerate(aggregates))
         return await self.connection.fetch(
-            "SELECT n.id, n.topic_id, n.body, n.version, n.created_at, n.updated_at "
-            "FROM notes n JOIN topics t ON t.id = n.topic_id WHERE n.user_id = $1 "
-            "AND n.deleted_at IS NULL AND t.course_id = ANY($2::uuid[]) "
-            "ORDER BY n.created_at, n.id",
-            user_id,
+            f"SELECT x.subject_id, {selected} FROM (SELECT {', '.join(inner)} "  # noqa: S608
+            f"FROM topics t{join} WHERE t.course_id = ANY($1::uuid[]) AND $2::uuid IS NOT NULL"
+            ") x GROUP BY x.subject_id",
             course_ids,
+            viewer_id,
         )
 
     async def members(self, course_ids: Sequence[Any]) -> list[Row]:

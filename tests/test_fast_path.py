@@ -97,13 +97,28 @@ async def build_world(client: httpx.AsyncClient) -> World:
     await Topic.filter(id=first_subject_topics[1].id).update(rank=first_subject_topics[0].rank)
     await Topic.filter(id=first_subject_topics[0].id).update(objectives=["read", "write"])
     topic = trees[0].topic_ids[0]
-    await TopicProgress.create(user_id=owner.id, topic_id=topic, completed=True, score=80)
+    # Timestamps with and without microseconds (rendered by PostgreSQL on the fast path, and
+    # by Python's isoformat() on the normal one).
     await TopicProgress.create(
-        user_id=owner.id, topic_id=trees[0].topic_ids[1], completed=False, completed_at=None
+        user_id=owner.id,
+        topic_id=topic,
+        completed=True,
+        score=80,
+        completed_at=datetime(2026, 3, 1, 8, 30, 5, 123456, tzinfo=UTC),
+    )
+    await TopicProgress.create(
+        user_id=owner.id,
+        topic_id=trees[0].topic_ids[1],
+        completed=True,
+        completed_at=datetime(2026, 3, 1, 8, 30, 5, tzinfo=UTC),
+    )
+    await TopicProgress.create(
+        user_id=owner.id, topic_id=trees[1].topic_ids[0], completed=False, completed_at=None
     )
     await Bookmark.create(user_id=owner.id, topic_id=topic)
     await Note.create(user_id=owner.id, topic_id=topic, body="mine")
-    await Note.create(user_id=owner.id, topic_id=topic, body="mine too")
+    note = await Note.create(user_id=owner.id, topic_id=topic, body='mine too: "quoted" \\ ünï')
+    await Note.filter(id=note.id).update(created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     deleted = await make_course(owner.id, title="Gone")
     await Course.filter(id=deleted.course_id).update(deleted_at=datetime.now(UTC))
     world.deleted_id = str(deleted.course_id)
@@ -292,11 +307,10 @@ async def test_persisted_query_hashes_take_the_fast_path(
     user = await sign_up(client)
     await make_course(user.id)
     headers = {"authorization": f"Bearer {user.token}"}
+    # A document of its own: a Redis store keeps registered hashes across test runs.
+    query = DASHBOARD.replace("query Dashboard", f"query Dashboard{uuid.uuid4().hex}")
     persisted = {
-        "persistedQuery": {
-            "version": 1,
-            "sha256Hash": hashlib.sha256(DASHBOARD.encode()).hexdigest(),
-        }
+        "persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(query.encode()).hexdigest()}
     }
     fast_path = app.state.fast_path
 
@@ -309,7 +323,7 @@ async def test_persisted_query_hashes_take_the_fast_path(
     missing, served = await post({"extensions": persisted})
     assert missing["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     assert not served
-    registered, _ = await post({"query": DASHBOARD, "extensions": persisted})
+    registered, _ = await post({"query": query, "extensions": persisted})
     assert registered["data"]["courses"]["totalCount"] == 1
     by_hash, served = await post({"extensions": persisted})
     assert by_hash == registered
