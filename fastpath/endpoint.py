@@ -47,6 +47,7 @@ from web.persisted_queries import PersistedQueries, PersistedQueryError, resolve
 log = logging.getLogger("coursegen.fastpath")
 
 PLAN_CACHE_SIZE = 512
+PREPARED_PER_PLAN = 64
 
 
 class FastPath:
@@ -154,20 +155,7 @@ class FastPath:
         if token is None:
             raise Unsupported("no token")
         # Everything that needs no SQL first: a request handed over costs nothing twice.
-        variables = get_variable_values(
-            schema, plan.operation.variable_definitions or (), raw_variables
-        )
-        if isinstance(variables, list):
-            raise Unsupported("variables")
-        try:
-            compiled = compile_request(schema, plan, variables)
-        except GraphQLError:
-            raise Unsupported("arguments") from None
-        check_arguments(compiled.fields)
-        calculator = CostCalculator(schema, plan.document, raw_variables, plan.operation_name)
-        requested = calculator.requested()
-        if requested > self.settings.max_query_cost:
-            raise Unsupported("cost")
+        compiled, calculator, requested = self._prepare(schema, plan, raw_variables)
         state = request.scope.setdefault("state", {})
         request_id = state.get("request_id") or ""
         authenticated = await authenticate(self.settings, token, request_id, state)
@@ -195,6 +183,38 @@ class FastPath:
         self._observe(request, plan, viewer, time.perf_counter() - started)
         self._count("served")
         return Response(body, media_type="application/json")
+
+    def _prepare(
+        self, schema: GraphQLSchema, plan: Plan, raw_variables: dict[str, Any]
+    ) -> tuple[Compiled, CostCalculator, int]:
+        """The request's field tree and its price, the same for the same document and
+        variables: kept on the plan for the next request that sends them (a dashboard sends
+        none). Only what passed every check is kept."""
+        try:
+            key: bytes | None = orjson.dumps(raw_variables, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            key = None  # variables orjson cannot write: not kept
+        prepared = plan.prepared.get(key) if key is not None else None
+        if prepared is None:
+            variables = get_variable_values(
+                schema, plan.operation.variable_definitions or (), raw_variables
+            )
+            if isinstance(variables, list):
+                raise Unsupported("variables")
+            try:
+                compiled = compile_request(schema, plan, variables)
+            except GraphQLError:
+                raise Unsupported("arguments") from None
+            check_arguments(compiled.fields)
+            calculator = CostCalculator(schema, plan.document, raw_variables, plan.operation_name)
+            prepared = (compiled, calculator, calculator.requested())
+            if key is not None:
+                if len(plan.prepared) >= PREPARED_PER_PLAN:
+                    plan.prepared.clear()
+                plan.prepared[key] = prepared
+        if prepared[2] > self.settings.max_query_cost:
+            raise Unsupported("cost")
+        return prepared
 
     def _body(
         self,

@@ -10,7 +10,8 @@ remembered as unsupported and always takes the normal path.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -88,6 +89,8 @@ class Plan:
     # Whether any selection carries @include/@skip: the cost calculator prices the document
     # without them, so the cost of a response is then priced by walking it (fastpath/endpoint).
     has_conditions: bool
+    # Field trees and prices by variables (fastpath/endpoint.py `_prepare`).
+    prepared: dict[bytes, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Unsupported(Exception):
