@@ -36,8 +36,10 @@ TABLES = [
     "bookmarks",
     "notes",
     "topic_progress",
-    "model_usage",
+    # After the jobs: a job's end locks its row, then adds to the usage ledger; TRUNCATE takes
+    # its locks in this order, so the other order could deadlock with a job still finishing.
     "generation_jobs",
+    "model_usage",
     "topics",
     "subjects",
     "course_members",
@@ -144,7 +146,15 @@ async def _empty_tables(settings: Settings, app: Starlette) -> AsyncIterator[Non
         for table in TABLES:
             await connection.execute_query(f"DELETE FROM {table}")  # noqa: S608 -- fixed names
     else:
-        await connection.execute_query(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+        for attempt in range(3):
+            try:
+                await connection.execute_query(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+                return
+            except asyncpg.exceptions.DeadlockDetectedError:
+                # A background job of the test finishing as it ends may still deadlock with
+                # the TRUNCATE; PostgreSQL cancels one of the two, and it is tried again.
+                if attempt == 2:
+                    raise
 
 
 @pytest.fixture
