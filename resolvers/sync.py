@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from services.availability import is_unavailable
+from services.availability import is_unavailable, unavailable
 from services.errors import DomainError, ErrorCode
 from subscriptions.connections import RESTARTING, LiveConnection
 from sync import poke as pokes
@@ -56,6 +56,8 @@ async def sync_poke(info: Info) -> AsyncIterator[list[dict[str, object]] | None]
         )
     if live.draining or connection.is_closed:
         raise DomainError(ErrorCode.TEMPORARILY_UNAVAILABLE, RESTARTING.message)
+    if not live.broker.available:  # Redis out of reach: no poke could arrive
+        raise unavailable("Sync pokes are temporarily unavailable; pull, and subscribe again.")
     connection.acquire_subscription()
     return _Counted(pokes.pokes(live.broker, viewer.id), connection)
 

@@ -41,7 +41,6 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     socket.gaierror,
     DBConnectionError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,  # "connection is closed", "pool is closing"
     redis_errors.ConnectionError,  # also BusyLoadingError (a Redis still loading)
     redis_errors.TimeoutError,
 )
@@ -69,10 +68,14 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 def _broken_connection(error: BaseException) -> bool:
+    message = str(error)
+    if isinstance(error, asyncpg.exceptions.InterfaceError):
+        # "connection is closed", "pool is closing": not a wrong query (also InterfaceError).
+        return "closed" in message or "closing" in message
     # asyncpg's protocol raises this on a connection that the server terminated while a
     # query was on it (seen on `pg_ctl stop -m fast` under load): the connection is dead.
-    return isinstance(error, asyncpg.exceptions.InternalClientError) and "another operation" in str(
-        error
+    return isinstance(error, asyncpg.exceptions.InternalClientError) and (
+        "another operation" in message
     )
 
 

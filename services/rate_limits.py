@@ -22,6 +22,7 @@ from services.errors import DomainError, ErrorCode
 
 log = logging.getLogger("coursegen.rate_limits")
 
+
 class RateLimits:
     def __init__(self, redis_url: str | None = None) -> None:
         storage: Storage

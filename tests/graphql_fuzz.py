@@ -127,17 +127,15 @@ def _json_value(ids: list[str]) -> st.SearchStrategy[ValueNode]:
         st.just(NullValueNode()),
     )
 
-    def extend(inner: st.SearchStrategy[ValueNode]) -> st.SearchStrategy[ValueNode]:
-        key = st.sampled_from(_JSON_KEYS) | st.text(min_size=1, max_size=12)
-        fields = st.dictionaries(key, inner, max_size=5).map(
-            lambda d: ObjectValueNode(
-                fields=tuple(ObjectFieldNode(name=NameNode(value=k), value=v) for k, v in d.items())
-            )
+    key = st.sampled_from(_JSON_KEYS) | st.text(min_size=1, max_size=12)
+    value: st.SearchStrategy[ValueNode] = st.deferred(lambda: leaves | objects | lists)
+    objects = st.dictionaries(key, value, max_size=5).map(
+        lambda d: ObjectValueNode(
+            fields=tuple(ObjectFieldNode(name=NameNode(value=k), value=v) for k, v in d.items())
         )
-        items = st.lists(inner, max_size=4).map(lambda v: ListValueNode(values=tuple(v)))
-        return fields | items
-
-    return st.recursive(leaves, extend, max_leaves=12)
+    )
+    lists = st.lists(value, max_size=4).map(lambda v: ListValueNode(values=tuple(v)))
+    return value
 
 
 def register_scalars(ids: list[str]) -> None:

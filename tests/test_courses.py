@@ -264,3 +264,37 @@ async def test_deleted_course_disappears_but_is_kept_as_a_tombstone(
     assert body["data"]["courses"]["totalCount"] == 0
     course = await Course.get(id=tree.course_id)
     assert course.deleted_at is not None and course.version == 2
+
+
+CREATE_WITH_ID = """
+mutation($id: ID!, $title: String!) {
+  createCourse(input: {id: $id, title: $title}) {
+    __typename
+    ... on CreateCourseSuccess { course { id title } }
+    ... on UserError { code field }
+  }
+}
+"""
+
+
+async def test_create_course_with_an_id_in_use(client: httpx.AsyncClient) -> None:
+    # Found by the schemathesis run: a client-made id that is taken was a masked error.
+    owner, other = await sign_up(client), await sign_up(client)
+    theirs = await make_course(other.id, title="Theirs", subjects=0)
+    body = await gql(
+        client, CREATE_WITH_ID, {"id": str(theirs.course_id), "title": "Mine?"}, token=owner.token
+    )
+    assert body["data"]["createCourse"] == {
+        "__typename": "InvalidInputError",
+        "code": "INVALID_INPUT",
+        "field": "input.id",
+    }
+    assert (await Course.get(id=theirs.course_id)).owner_id == other.id
+    assert (await Course.get(id=theirs.course_id)).title == "Theirs"
+
+    # The same creation sent again (a lost response): the course, once.
+    mine = str(uuid.uuid4())
+    for _ in range(2):
+        body = await gql(client, CREATE_WITH_ID, {"id": mine, "title": "Once"}, token=owner.token)
+        assert body["data"]["createCourse"]["course"] == {"id": mine, "title": "Once"}
+    assert await Course.filter(owner_id=owner.id).count() == 1

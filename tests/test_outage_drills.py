@@ -89,6 +89,9 @@ mutation($input: SyncPushInput!) {
 """
 
 
+SYNC_POKE = "subscription { syncPoke { scopes { scope version } } }"
+
+
 class Api:
     """A user's view of one web process."""
 
@@ -145,10 +148,14 @@ async def _follow_sse(base: str, token: str, job_id: str) -> list[dict[str, Any]
     return events
 
 
-async def _subscribe_ws(base: str, token: str, job_id: str) -> list[dict[str, Any]]:
-    """generationProgress over graphql-transport-ws until `complete` or `error`."""
+async def _subscribe_ws(
+    base: str, token: str, job_id: str, query: str = SUBSCRIPTION
+) -> list[dict[str, Any]]:
+    """A subscription (generationProgress by default) over graphql-transport-ws until
+    `complete` or `error`."""
     url = base.replace("http", "ws", 1) + "/graphql"
     messages: list[dict[str, Any]] = []
+    variables = {"jobId": job_id} if query is SUBSCRIPTION else {}
     async with connect(url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
         await socket.send(json.dumps(init))
@@ -156,7 +163,7 @@ async def _subscribe_ws(base: str, token: str, job_id: str) -> list[dict[str, An
         subscribe = {
             "id": "1",
             "type": "subscribe",
-            "payload": {"query": SUBSCRIPTION, "variables": {"jobId": job_id}},
+            "payload": {"query": query, "variables": variables},
         }
         await socket.send(json.dumps(subscribe))
         while True:
@@ -231,10 +238,12 @@ async def test_redis_down_only_what_needs_it_is_unavailable_and_all_recovers(
             assert edited["updateCourse"]["course"]["title"] == "Edited while Redis is down"
             assert (await Api(http).sign_up())[0]
 
-            # What needs Redis says so, with a stable code.
+            # What needs Redis says so, with a stable code, and leaves nothing behind.
+            courses = (await api.data(ME))["courses"]["totalCount"]
             refused = await api.data(GENERATE_WITH_KEY, input=_gen_input(), key="drill-1")
             assert refused["generateCourse"]["__typename"] == "TemporarilyUnavailableError"
             assert refused["generateCourse"]["code"] == "TEMPORARILY_UNAVAILABLE"
+            assert (await api.data(ME))["courses"]["totalCount"] == courses
 
             async def sse_refused() -> httpx.Response | None:
                 async with http.stream(
@@ -249,9 +258,10 @@ async def test_redis_down_only_what_needs_it_is_unavailable_and_all_recovers(
             assert sse.json()["code"] == "TEMPORARILY_UNAVAILABLE"
             assert int(sse.headers["retry-after"]) >= 1
             assert find_leak(sse.text) is None
-            ws = await _subscribe_ws(base, api.token, job)
-            assert ws[-1]["type"] == "error"
-            assert ws[-1]["payload"][0]["extensions"]["code"] == "TEMPORARILY_UNAVAILABLE"
+            for subscription in (SUBSCRIPTION, SYNC_POKE):
+                ws = await _subscribe_ws(base, api.token, job, subscription)
+                assert ws[-1]["type"] == "error"
+                assert ws[-1]["payload"][0]["extensions"]["code"] == "TEMPORARILY_UNAVAILABLE"
 
             # Redis back (empty: no streams, no consumer groups): no process is restarted.
             drill_redis.start()
@@ -469,6 +479,9 @@ async def test_errors_of_unreachable_servers_are_outages_and_bugs_are_not() -> N
     except RuntimeError as wrapped:
         assert is_unavailable(wrapped)  # the cause counts
     assert is_unavailable(unavailable())
+    assert is_unavailable(asyncpg.exceptions.InterfaceError("connection is closed"))
+    wrong_query = "the server expects 1 argument for this query, 2 were passed"
+    assert not is_unavailable(asyncpg.exceptions.InterfaceError(wrong_query))
     assert not is_unavailable(ValueError("a bug"))
     assert not is_unavailable(FileNotFoundError(2, "No such file"))
     assert not is_unavailable(DomainError(ErrorCode.NOT_FOUND, "No course with that id."))
