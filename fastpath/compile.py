@@ -48,7 +48,7 @@ def compile_request(schema: GraphQLSchema, plan: Plan, variables: VariableValues
         raise Unsupported("@defer")
     state = {"single": True}
     fields = _fields(schema, plan, variables, root, collected.grouped_field_set, state)
-    return Compiled(fields=fields, one_node_per_key=state["single"] and not plan.has_conditions)
+    return Compiled(fields=fields, one_node_per_key=state["single"])
 
 
 def _fields(

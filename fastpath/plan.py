@@ -86,9 +86,6 @@ class Plan:
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDetails]
     operation_name: str | None
-    # Whether any selection carries @include/@skip: the cost calculator prices the document
-    # without them, so the cost of a response is then priced by walking it (fastpath/endpoint).
-    has_conditions: bool
     # Field trees and prices by variables (fastpath/endpoint.py `_prepare`).
     prepared: dict[bytes, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -109,9 +106,8 @@ def plan_document(
     }
     if any(d.variable_definitions for d in fragments.values()):
         return None  # experimental fragment variables
-    conditions: list[bool] = []
     try:
-        _check(schema, operation.selection_set, schema.query_type, fragments, set(), conditions)
+        _check(schema, operation.selection_set, schema.query_type, fragments, set())
     except Unsupported:
         return None
     return Plan(
@@ -119,7 +115,6 @@ def plan_document(
         operation=operation,
         fragments={name: FragmentDetails(d) for name, d in fragments.items()},
         operation_name=operation_name,
-        has_conditions=bool(conditions),
     )
 
 
@@ -129,7 +124,6 @@ def _check(
     parent: GraphQLObjectType | None,
     fragments: dict[str, FragmentDefinitionNode],
     visiting: set[str],
-    conditions: list[bool],
 ) -> None:
     if parent is None or parent.name not in SUPPORTED_FIELDS:
         raise Unsupported(parent.name if parent else "no type")
@@ -138,7 +132,6 @@ def _check(
         for directive in node.directives or ():
             if directive.name.value not in CONDITIONAL_DIRECTIVES:
                 raise Unsupported(f"@{directive.name.value}")
-            conditions.append(True)
         if isinstance(node, FieldNode):
             name = node.name.value
             if name == "__typename":
@@ -149,12 +142,12 @@ def _check(
                 child = get_named_type(parent.fields[name].type)
                 if not isinstance(child, GraphQLObjectType):
                     raise Unsupported(f"{parent.name}.{name}: abstract type")
-                _check(schema, node.selection_set, child, fragments, visiting, conditions)
+                _check(schema, node.selection_set, child, fragments, visiting)
         elif isinstance(node, InlineFragmentNode):
             _check_condition(
                 node.type_condition.name.value if node.type_condition else None, parent
             )
-            _check(schema, node.selection_set, parent, fragments, visiting, conditions)
+            _check(schema, node.selection_set, parent, fragments, visiting)
         elif isinstance(node, FragmentSpreadNode):
             fragment = fragments.get(node.name.value)
             if fragment is None or node.name.value in visiting:
@@ -166,7 +159,6 @@ def _check(
                 parent,
                 fragments,
                 visiting | {fragment.name.value},
-                conditions,
             )
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    BooleanValueNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -46,6 +47,7 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     OperationType,
+    SelectionNode,
     SelectionSetNode,
     VariableNode,
     get_named_type,
@@ -96,6 +98,12 @@ class CostCalculator:
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self._memo: dict[tuple[int, str, int], int] = {}
+        # Boolean defaults of the operation's variables, for @skip/@include.
+        self._defaults: dict[str, bool] = {
+            d.variable.name.value: d.default_value.value
+            for d in (self.operation.variable_definitions if self.operation else ()) or ()
+            if isinstance(d.default_value, BooleanValueNode)
+        }
 
     def _root(self) -> GraphQLObjectType | None:
         if self.operation is None:
@@ -133,6 +141,8 @@ class CostCalculator:
                 return self._memo[key]
         total = 0
         for node in selection_set.selections:
+            if not self._included(node):
+                continue
             if isinstance(node, FieldNode):
                 total += self._field(node, parent, data, page_size)
             elif isinstance(node, InlineFragmentNode):
@@ -153,6 +163,24 @@ class CostCalculator:
         if static:
             self._memo[key] = total
         return total
+
+    def _included(self, node: SelectionNode) -> bool:
+        """False when `@skip(if: true)` or `@include(if: false)` leaves the node out (a
+        condition whose value is not known here counts the node in: never under-priced)."""
+        for directive in node.directives or ():
+            name = directive.name.value
+            if name not in ("skip", "include"):
+                continue
+            argument = next((a for a in directive.arguments or () if a.name.value == "if"), None)
+            value = argument.value if argument is not None else None
+            flag: Any = None
+            if isinstance(value, BooleanValueNode):
+                flag = value.value
+            elif isinstance(value, VariableNode):
+                flag = self.variables.get(value.name.value, self._defaults.get(value.name.value))
+            if isinstance(flag, bool) and flag == (name == "skip"):
+                return False
+        return True
 
     def _field(
         self, node: FieldNode, parent: GraphQLNamedType, data: Any, page_size: int | None

@@ -113,6 +113,27 @@ async def test_every_response_reports_its_cost(
     assert cost["limit"] == settings.max_query_cost
 
 
+async def test_skipped_fields_are_neither_priced_nor_counted(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "report_query_cost", True)
+    user = await sign_up(client)
+    await make_course(user.id, subjects=2, topics=3)
+    query = (
+        "query($deep: Boolean!, $count: Boolean = false) { courses(first: 10) { "
+        "totalCount @include(if: $count) nodes { id subjects { id topics @include(if: $deep) "
+        "{ id } } } nodes @skip(if: true) { title } } }"
+    )
+    shallow = (await post(client, query, token=user.token, deep=False)).json()
+    deep = (await post(client, query, token=user.token, deep=True, count=True)).json()
+    # connection 1 + 10 courses x (1 + 12 subjects); the skipped `nodes` and, by the
+    # variable's default, `totalCount` cost nothing
+    assert shallow["extensions"]["cost"]["requested"] == 1 + 10 * (1 + 12)
+    assert shallow["extensions"]["cost"]["actual"] == 1 + 1 + 2
+    assert deep["extensions"]["cost"]["requested"] == 1 + 2 + 10 * (1 + 12 * (1 + 12))
+    assert deep["extensions"]["cost"]["actual"] == 1 + 2 + 1 + 2 + 6
+
+
 async def test_cost_budget_per_user_answers_429_with_retry_after(
     from_ip: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
