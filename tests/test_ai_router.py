@@ -93,7 +93,7 @@ async def test_429_switches_at_once_when_another_model_is_healthy(
     )
     started = time.monotonic()
     result = await topic(writer, Usage())
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.8  # did not wait out a's Retry-After (2 s)
     assert result.content == "Lesson written by b."
     assert fake.hits["a"] == 1 and fake.hits["b"] == 1
 
@@ -103,7 +103,7 @@ async def test_a_rate_limit_beyond_the_deadline_fails_fast(fake: FakeOpenAI, bui
     started = time.monotonic()
     with pytest.raises(AIUnavailable):
         await topic(build(), Usage())
-    assert time.monotonic() - started < 1.0  # no point sleeping into a timeout
+    assert time.monotonic() - started < 10.0  # no point sleeping 30 s into a timeout
 
 
 # 3 -----------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ async def test_a_stall_mid_stream_trips_the_idle_timeout(fake: FakeOpenAI, build
     writer = build(timeouts={"first_token": 3.0, "idle": 0.3})
     started = time.monotonic()
     await topic(writer, Usage())
-    assert time.monotonic() - started < 1.5  # idle (0.3 s), not first-token (3 s)
+    assert time.monotonic() - started < 2.5  # idle (0.3 s), not first-token (3 s)
     assert fake.hits["a"] == 2
 
 
@@ -162,4 +162,4 @@ async def test_one_deadline_covers_the_whole_call(fake: FakeOpenAI, build: Build
     with pytest.raises(DeadlineExceeded) as caught:
         await topic(writer, Usage())
     assert caught.value.code == "AI_TIMEOUT"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4.0  # the total (0.5 s), not first-token (5 s)

@@ -183,7 +183,9 @@ async def test_when_every_identical_caller_cancels_the_upstream_call_closes(
     assert fake.disconnects["a"] == 0  # one caller still waits: the call goes on
     tasks[49].cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await eventually(lambda: fake.disconnects["a"] == 1, within=0.5)
+    # Well before the upstream's 20 s answer or the 30 s timeouts: closed by the cancellation
+    # (a loose bound, so a loaded machine does not fail it).
+    await eventually(lambda: fake.disconnects["a"] == 1, within=10.0)
     assert fake.hits["a"] == 1 and writer.router.coalescer.in_flight() == 0
 
 
@@ -208,8 +210,10 @@ async def test_cancelling_a_job_closes_its_requests_and_releases_its_budget(
     started = time.monotonic()
     with pytest.raises(asyncio.CancelledError):
         await job
-    await eventually(lambda: fake.disconnects["a"] == 5, within=1.0)
-    assert time.monotonic() - started < 0.5
+    # Closed by the cancellation, not by the 20 s answer or the 30 s timeouts (a loose bound,
+    # so a loaded machine does not fail it).
+    await eventually(lambda: fake.disconnects["a"] == 5, within=10.0)
+    assert time.monotonic() - started < 10.0
     assert await budget.reserved(str(user.user_id)) == 0
     assert await budget.spent(str(user.user_id)) == (0, 0)
     assert usage.calls == 0 and usage.attempts == 5
