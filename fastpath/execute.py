@@ -40,10 +40,6 @@ def enum_names(schema: GraphQLSchema) -> dict[str, dict[Any, str]]:
     return names
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 class Connection:
     """A page of courses as `Query.courses` returns it."""
 
@@ -225,5 +221,5 @@ def _n(items: Sequence[Any], ex: Execution) -> Sequence[Any]:
 def render_namespace(enums: dict[str, dict[Any, str]]) -> dict[str, Any]:
     """What the generated render functions see (fastpath/codegen.py)."""
     namespace: dict[str, Any] = {f"E_{name}": values for name, values in enums.items()}
-    namespace.update(_count=_count, _cursor=_cursor, _inc=_inc, _n=_n, _iso=_iso, _topics=_topics)
+    namespace.update(_count=_count, _cursor=_cursor, _inc=_inc, _n=_n, _topics=_topics)
     return namespace

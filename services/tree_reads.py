@@ -22,24 +22,15 @@ from observability.sql import count_statement
 from services.course_reads import MAX_PAGE, ORDER_COLUMNS, CourseOrder, decode_cursor
 from services.errors import invalid
 from services.permissions import visible_courses_sql
+from services.records import CourseRecord, SubjectRecord
 
 Row = Any  # an asyncpg Record: indexable by column name and by position
 
 sql_log = logging.getLogger("coursegen.sql")
 
-COURSE_COLUMNS = (
-    "id",
-    "owner_id",
-    "title",
-    "description",
-    "level",
-    "language",
-    "status",
-    "version",
-    "created_at",
-    "updated_at",
-)
-SUBJECT_COLUMNS = ("id", "course_id", "rank", "title", "summary")
+# The columns of the read records the normal executor's loaders read (services/records.py).
+COURSE_COLUMNS = CourseRecord.FIELDS
+SUBJECT_COLUMNS = SubjectRecord.FIELDS
 
 
 def supports(connection: Any) -> bool:
