@@ -64,13 +64,19 @@ def _bad_credentials() -> DomainError:
     return DomainError(ErrorCode.INVALID_CREDENTIALS, "The email or password is not correct.")
 
 
-async def _issue(settings: Settings, user: User, session: AuthSession) -> TokenPair:
-    token, token_hash = tokens.new_refresh_token()
-    await RefreshToken.create(
-        session_id=session.id,
-        token_hash=token_hash,
-        expires_at=_now() + timedelta(seconds=settings.refresh_token_ttl_seconds),
-    )
+async def _issue(
+    settings: Settings, user: User, session: AuthSession, *, refresh_token: str | None = None
+) -> TokenPair:
+    """A new access token and a refresh token: `refresh_token` (already stored) when given,
+    otherwise a fresh one, stored here."""
+    token = refresh_token
+    if token is None:
+        token, token_hash = tokens.new_refresh_token()
+        await RefreshToken.create(
+            session_id=session.id,
+            token_hash=token_hash,
+            expires_at=_now() + timedelta(seconds=settings.refresh_token_ttl_seconds),
+        )
     access = tokens.issue_access_token(
         key=settings.signing_key,
         issuer=settings.jwt_issuer,
@@ -162,13 +168,21 @@ async def refresh(settings: Settings, token: str) -> TokenPair:
         )
         if row is None or row.expires_at <= now or row.session.revoked_at is not None:
             raise DomainError(ErrorCode.UNAUTHENTICATED, "The refresh token is not valid.")
+        successor = tokens.successor_refresh_token(settings.signing_key, token)
         if row.used_at is None:
             row.used_at = now
             await row.save(update_fields=["used_at"])
-            return await _issue(settings, row.session.user, row.session)
+            await RefreshToken.create(
+                session_id=row.session.id,
+                token_hash=tokens.hash_refresh_token(successor),
+                expires_at=now + timedelta(seconds=settings.refresh_token_ttl_seconds),
+            )
+            return await _issue(settings, row.session.user, row.session, refresh_token=successor)
         if now - row.used_at <= timedelta(seconds=settings.refresh_reuse_grace_seconds):
-            # A retry after a lost response on a flaky network: answer it, same session.
-            return await _issue(settings, row.session.user, row.session)
+            # A retry after a lost response on a flaky network: answer it with the same
+            # successor, so the family stays one chain and a replay is caught when either
+            # holder rotates that successor a second time.
+            return await _issue(settings, row.session.user, row.session, refresh_token=successor)
         # A rotated token presented again: it may have been stolen. End the whole session,
         # committed before the error is raised.
         await AuthSession.filter(id=row.session.id).update(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -72,6 +74,18 @@ def new_refresh_token() -> tuple[str, str]:
     """A fresh opaque token and the hash under which it is stored."""
     token = secrets.token_urlsafe(32)
     return token, hash_refresh_token(token)
+
+
+def successor_refresh_token(key: str, token: str) -> str:
+    """The token that replaces `token` when it is rotated, derived from it with the server's key.
+
+    Deterministic so that a retry inside the reuse grace window (a response lost on a flaky
+    network) gets the very token the first rotation issued: only a hash is stored, so the
+    successor could not otherwise be answered again, and a fresh token per retry would let a
+    replayed stolen token start a parallel chain that reuse detection never sees. Without the
+    key, knowing a token tells nothing about its successor."""
+    digest = hmac.new(key.encode(), b"refresh-successor:" + token.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
 def hash_refresh_token(token: str) -> str:

@@ -328,9 +328,33 @@ async def test_reuse_within_the_grace_window_is_answered(client: httpx.AsyncClie
     retry = await _refresh(client, user.refresh_token)  # the client lost the first answer
 
     assert first["__typename"] == retry["__typename"] == "AuthSuccess", (first, retry)
-    assert retry["refreshToken"] not in {user.refresh_token, first["refreshToken"]}
+    # The same successor, not a new member of the family: a replay inside the window cannot
+    # start a chain of its own.
+    assert retry["refreshToken"] == first["refreshToken"] != user.refresh_token
     await _assert_accepted(client, retry["accessToken"], user.id)
     assert (await _refresh(client, retry["refreshToken"]))["__typename"] == "AuthSuccess"
+    sid = _unverified_claims(user.token)["sid"]
+    assert await RefreshToken.filter(session_id=sid).count() == 3  # one chain: t0 -> t1 -> t2
+
+
+async def test_a_token_replayed_inside_the_grace_window_is_caught_later(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A thief replays a token inside the grace window: both holders now have the one
+    successor, so when the owner rotates it and the thief presents it after the window, the
+    reuse is seen and the session ends."""
+    user = await sign_up(client)
+    sid = _unverified_claims(user.token)["sid"]
+    owner = await _refresh(client, user.refresh_token)
+    thief = await _refresh(client, user.refresh_token)
+    assert thief["refreshToken"] == owner["refreshToken"]
+
+    assert (await _refresh(client, owner["refreshToken"]))["__typename"] == "AuthSuccess"
+    past_grace = datetime.now(UTC) - timedelta(seconds=settings.refresh_reuse_grace_seconds + 50)
+    await RefreshToken.filter(session_id=sid, used_at__isnull=False).update(used_at=past_grace)
+
+    _assert_unauthenticated(await _refresh(client, thief["refreshToken"]))
+    assert (await AuthSession.get(id=sid)).revoked_at is not None
 
 
 async def test_reuse_after_the_grace_window_revokes_the_whole_family(
