@@ -133,6 +133,8 @@ class RedisJobWorker:
         self.concurrency = concurrency or settings.generation_workers
         self.idle_ms = int(settings.generation_claim_idle_seconds * 1000)
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Entries whose run crashed: no longer renewed, so they go idle and are taken over.
+        self._abandoned: set[str] = set()
         self._slots = asyncio.Semaphore(self.concurrency)
         self._global_limit = asyncio.Semaphore(settings.generation_global_concurrency)
         self._stopping = asyncio.Event()
@@ -189,6 +191,7 @@ class RedisJobWorker:
                 self._slots.release()
                 continue
             stream, entry_id, job_id, takeover = taken
+            self._abandoned.discard(entry_id)
             task = asyncio.create_task(self._process(stream, entry_id, job_id, takeover))
             self._running[job_id] = task
         await self._drain()
@@ -264,7 +267,13 @@ class RedisJobWorker:
                 await asyncio.shield(self.client.xack(stream, GROUP, entry_id))
             raise
         except Exception:
-            log.exception("worker %s: job %s crashed", self.name, job_id)
+            # An unexpected error (PostgreSQL gone while claiming or failing the job, say): the
+            # job's state is unknown, so the entry is neither acknowledged (the job would be
+            # lost) nor kept fresh (no one would ever take it over). Left idle, it is claimed
+            # again after `generation_claim_idle_seconds`, by any worker, as a takeover: the
+            # attempt count then ends it failed once its attempts are spent.
+            self._abandoned.add(entry_id)
+            log.exception("worker %s: job %s crashed; released for takeover", self.name, job_id)
         finally:
             self._running.pop(job_id, None)
             self._slots.release()
@@ -285,7 +294,9 @@ class RedisJobWorker:
             pending = await self.client.xpending_range(
                 stream, GROUP, min="-", max="+", count=1000, consumername=self.name
             )
-            ids = [p["message_id"] for p in pending]
+            ids = [
+                p["message_id"] for p in pending if _text(p["message_id"]) not in self._abandoned
+            ]
             if ids:
                 await self.client.xclaim(
                     stream, GROUP, self.name, min_idle_time=0, message_ids=ids, justid=True

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from generation import redis_queue
 from generation.redis_queue import (
     DEAD,
     GROUP,
@@ -200,3 +201,54 @@ async def test_workers_take_jobs_by_tier_with_aging(
         await redis.xdel(stream, entry_id)
     assert order == [ids["old_free"], ids["premium"], ids["standard"], ids["new_free"]]
     await redis.delete(*[_stream(tier) for tier in ("premium", "standard", "free")])
+
+
+async def test_a_run_that_crashes_unexpectedly_is_taken_over(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    settings: Settings,
+    paused_in_process_worker: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run raises something no one expected (PostgreSQL down while claiming the job): the
+    entry must not stay pending and renewed forever; it is taken over and the job finishes."""
+    monkeypatch.setattr("generation.redis_queue.PREFIX", f"test:jobs:{uuid.uuid4().hex[:8]}")
+    redis = app.state.runtime.redis
+    await ensure_groups(redis)
+    real_run_job = redis_queue.run_job
+    crashes: list[uuid.UUID] = []
+
+    async def crash_once(job_id: uuid.UUID, *args: object, **kwargs: object) -> None:
+        if not crashes:
+            crashes.append(job_id)
+            raise ConnectionRefusedError("database unreachable")
+        await real_run_job(job_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("generation.redis_queue.run_job", crash_once)
+    quick = settings.model_copy(update={"generation_claim_idle_seconds": 0.5})
+    runtime = app.state.runtime
+    worker = RedisJobWorker(redis, quick, runtime.writer, runtime.events, concurrency=1)
+    task = asyncio.create_task(worker.run())
+    try:
+        user = await sign_up(client)
+        body = await gql(
+            client,
+            GENERATE,
+            {"input": {"topic": "Crash once", "subjectCount": 1, "topicsPerSubject": 1}},
+            token=user.token,
+        )
+        job_id = body["data"]["generateCourse"]["job"]["id"]
+        await _until(lambda: _status(job_id, JobStatus.SUCCEEDED), limit=20)
+        assert crashes == [uuid.UUID(job_id)]
+
+        async def nothing_pending() -> bool:  # acknowledged just after the job's last write
+            counts = [
+                await redis.xpending(_stream(t), GROUP) for t in ("premium", "standard", "free")
+            ]
+            return all(count["pending"] == 0 for count in counts)
+
+        await _until(nothing_pending, limit=10)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=10)
+        await redis.delete(*[_stream(tier) for tier in ("premium", "standard", "free")])
