@@ -33,7 +33,7 @@ from web.compression import CompressionMiddleware
 from web.csrf import CSRFMiddleware
 from web.graphql_sse import GraphQLSSE
 from web.graphql_view import CoursegenGraphQL
-from web.limits import BodyLimitMiddleware, TimeoutMiddleware
+from web.limits import BodyLimitMiddleware, TimeoutMiddleware, WebSocketMessageLimitMiddleware
 from web.logs import configure_logging
 from web.outages import OutageMiddleware
 from web.request_id import RequestIdMiddleware
@@ -143,6 +143,9 @@ def _middleware(settings: Settings) -> list[Middleware]:
     if settings.csrf_prevention:
         stack.append(Middleware(CSRFMiddleware))
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    stack.append(
+        Middleware(WebSocketMessageLimitMiddleware, max_bytes=settings.ws_max_message_bytes)
+    )
     stack.append(Middleware(TimeoutMiddleware, seconds=settings.request_timeout_seconds))
     return stack
 

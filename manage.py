@@ -117,7 +117,7 @@ def _serve(host: str, port: int) -> None:
     from settings import Settings, SettingsError
 
     try:
-        Settings()  # fail with the reason, not a traceback, when the configuration cannot run
+        settings = Settings()  # fail with the reason, not a traceback, when it cannot run
     except SettingsError as error:
         sys.exit(f"coursegen cannot start: {error}")
 
@@ -128,6 +128,7 @@ def _serve(host: str, port: int) -> None:
         port=port,
         timeout_graceful_shutdown=10,
         proxy_headers=True,
+        ws_max_size=settings.ws_max_message_bytes,
     )
 
 

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     signup_rate_ip: str = "20/hour"
     # Bodies larger than this are refused with 413 before being parsed.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # A WebSocket message larger than this closes the connection with 1009 (uvicorn's own
+    # default would be 16 MiB).
+    ws_max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     # A request that has not started its response after this long gets 504 (streams exempt).
     request_timeout_seconds: float = Field(default=15.0, gt=0)
     # PostgreSQL: a statement running longer is cancelled by the server; idle transactions too.

@@ -228,8 +228,10 @@ def spawn_web(
     extra: dict[str, str] | None = None,
     data_dir: Path | None = None,
     log_file: Path | None = None,
+    via_manage: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """A real web process: `uvicorn app:create_app --factory` on loopback. Its log goes to a
+    """A real web process: `uvicorn app:create_app --factory` on loopback (or, `via_manage`,
+    the Procfile's `manage.py serve`, at its own log level). Its log goes to a
     pipe (read by `wait_ready` if it dies) or, for long or noisy runs, to `log_file`: nobody
     reads the pipe meanwhile, and a full pipe blocks the server's event loop."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
@@ -248,22 +250,25 @@ def spawn_web(
         env["REDIS_URL"] = redis_url
     env.update(extra or {})
     stderr: Any = log_file.open("ab") if log_file is not None else subprocess.PIPE
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--timeout-graceful-shutdown",
+        "5",
+        "--log-level",
+        "warning",
+    ]
+    if via_manage:
+        command = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--timeout-graceful-shutdown",
-            "5",
-            "--log-level",
-            "warning",
-        ],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -133,3 +133,34 @@ class TimeoutMiddleware:
                 f"The request took longer than {self.seconds:g} s and was stopped; "
                 "ask for less or try again.",
             )
+
+
+class WebSocketMessageLimitMiddleware:
+    """Closes a WebSocket with 1009 (message too big) when a message exceeds `max_bytes`.
+
+    uvicorn enforces its own `ws_max_size` (set from the same setting by `manage.py serve`)
+    before a frame is assembled; this is the same bound for any other server or launch line,
+    where the default (16 MiB with uvicorn) would otherwise let one message hold that much
+    memory per connection."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                data = message.get("bytes") or message.get("text") or ""
+                size = len(data) if isinstance(data, bytes) else len(data.encode())
+                if size > self.max_bytes:
+                    log.info("websocket message of %d bytes refused", size)
+                    await send({"type": "websocket.close", "code": 1009})
+                    return {"type": "websocket.disconnect", "code": 1009}
+            return message
+
+        await self.app(scope, limited_receive, send)

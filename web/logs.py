@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -32,9 +33,42 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# Secrets a URL may carry: EventSource and WebSocket clients cannot send headers, so stream
+# tokens travel as `?token=`. The servers' own loggers print request lines with the query.
+_SECRET_PARAMS = re.compile(
+    r"([?&](?:token|access_token|refresh_token|stream_token|streamToken|key|api_key)=)[^&\s\"']*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    return _SECRET_PARAMS.sub(r"\1[redacted]", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record whose message holds a secret query parameter (uvicorn's access lines,
+    its `"WebSocket /path?token=…" [accepted]` lines), whatever formatter prints it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+# Loggers of the servers we run under, which log request lines with their query strings.
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn")
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
