@@ -8,11 +8,18 @@ call releases it all. Money is held as integer micro-dollars: exact, and Redis I
 
 The counters hold spend *including* open reservations; `reserved` is kept separately so tests
 and dashboards can see what is in flight.
+
+A reservation expires `reservation_seconds` after it was made (longer than any call may run).
+A worker that dies between reserve and settle (kill -9, a lost host) would otherwise hold the
+user's money for the rest of the period: expired reservations are swept, released in full,
+before every reserve and every `remaining`, so a user is never refused for money not spent. A
+settle arriving after its reservation was swept records the actual cost only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +32,8 @@ from ai.pricing import from_micros, to_micros
 
 _DAY_TTL = 3 * 24 * 3600
 _MONTH_TTL = 33 * 24 * 3600
+# Longer than any call (the router passes its total deadline plus a margin).
+DEFAULT_RESERVATION_SECONDS = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,12 @@ class Reservation:
     micros: int
     day: str
     month: str
+    id: str = ""
+    expires_at: float = 0.0  # epoch seconds; swept (released in full) after this
+
+    @property
+    def member(self) -> str:
+        return f"{self.id}:{self.micros}:{self.day}:{self.month}"
 
 
 class BudgetStore(Protocol):
@@ -80,13 +95,31 @@ def _min_left(*values: int | None) -> int | None:
 class MemoryBudget:
     """In-process budgets. The lock makes check-and-reserve one step for this process."""
 
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        reservation_seconds: float = DEFAULT_RESERVATION_SECONDS,
+    ) -> None:
         self._clock = clock
+        self._reservation_seconds = reservation_seconds
         self._used: dict[tuple[str, str], int] = defaultdict(int)
         self._reserved: dict[str, int] = defaultdict(int)
+        self._open: dict[str, dict[str, Reservation]] = defaultdict(dict)
         self._lock = asyncio.Lock()
 
+    def _sweep(self, user: str) -> None:
+        now = self._clock().timestamp()
+        for rid, held in list(self._open[user].items()):
+            if held.expires_at <= now:
+                del self._open[user][rid]
+                self._used[(user, held.day)] -= held.micros
+                self._used[(user, held.month)] -= held.micros
+                self._reserved[user] -= held.micros
+
     async def remaining(self, user: str, limits: BudgetLimits) -> Decimal | None:
+        async with self._lock:
+            self._sweep(user)
         day, month = _periods(self._clock())
         left = _min_left(
             _left(limits.daily, self._used[(user, day)]),
@@ -97,23 +130,40 @@ class MemoryBudget:
     async def reserve(self, user: str, limits: BudgetLimits, amount: Decimal) -> Reservation | None:
         micros = to_micros(amount)
         async with self._lock:
-            day, month = _periods(self._clock())
+            self._sweep(user)
+            now = self._clock()
+            day, month = _periods(now)
             for limit, period in ((limits.daily, day), (limits.monthly, month)):
                 if limit is not None and self._used[(user, period)] + micros > limit:
                     return None
             self._used[(user, day)] += micros
             self._used[(user, month)] += micros
             self._reserved[user] += micros
-        return Reservation(user, micros, day, month)
+            held = Reservation(
+                user,
+                micros,
+                day,
+                month,
+                uuid.uuid4().hex,
+                now.timestamp() + self._reservation_seconds,
+            )
+            self._open[user][held.id] = held
+        return held
 
     async def settle(self, reservation: Reservation, actual: Decimal) -> None:
-        delta = to_micros(actual) - reservation.micros
+        cost = to_micros(actual)
         async with self._lock:
+            still_held = self._open[reservation.user].pop(reservation.id, None) is not None
+            # Swept meanwhile: the hold is gone already; only the actual cost is added.
+            delta = cost - reservation.micros if still_held else cost
             self._used[(reservation.user, reservation.day)] += delta
             self._used[(reservation.user, reservation.month)] += delta
-            self._reserved[reservation.user] -= reservation.micros
+            if still_held:
+                self._reserved[reservation.user] -= reservation.micros
 
     async def reserved(self, user: str) -> Decimal:
+        async with self._lock:
+            self._sweep(user)
         return from_micros(self._reserved[user])
 
     async def spent(self, user: str) -> tuple[Decimal, Decimal]:
@@ -121,9 +171,38 @@ class MemoryBudget:
         return from_micros(self._used[(user, day)]), from_micros(self._used[(user, month)])
 
 
-# KEYS: day, month, reserved. ARGV: micros, daily limit (-1: none), monthly limit, day ttl,
-# month ttl. Returns 1 when reserved, 0 when it would cross a limit (nothing written).
+# Releases the expired holds of one user. KEYS: reserved, open (a sorted set: member
+# "id:micros:day:month", score its expiry). ARGV: now, the key base of the user's period
+# counters. The period keys are built here because an expired hold may be of an earlier day;
+# they share the user's hash tag with KEYS, so they live in the same cluster slot.
+_SWEEP_LUA = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, member in ipairs(expired) do
+  local _, _, micros, day, month = string.find(member, '^[^:]+:(%d+):(%d+):(%d+)$')
+  if micros then
+    redis.call('DECRBY', ARGV[2] .. ':d:' .. day, micros)
+    redis.call('DECRBY', ARGV[2] .. ':m:' .. month, micros)
+    redis.call('DECRBY', KEYS[1], micros)
+  end
+  redis.call('ZREM', KEYS[2], member)
+end
+return #expired
+"""
+
+# KEYS: day, month, reserved, open. ARGV: micros, daily limit (-1: none), monthly limit, day
+# ttl, month ttl, now, key base, member, expiry. Sweeps the user's expired holds first.
+# Returns 1 when reserved, 0 when it would cross a limit (nothing reserved).
 _RESERVE_LUA = """
+local swept = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[6])
+for _, member in ipairs(swept) do
+  local _, _, micros, day, month = string.find(member, '^[^:]+:(%d+):(%d+):(%d+)$')
+  if micros then
+    redis.call('DECRBY', ARGV[7] .. ':d:' .. day, micros)
+    redis.call('DECRBY', ARGV[7] .. ':m:' .. month, micros)
+    redis.call('DECRBY', KEYS[3], micros)
+  end
+  redis.call('ZREM', KEYS[4], member)
+end
 local amount = tonumber(ARGV[1])
 local day = tonumber(redis.call('GET', KEYS[1]) or '0')
 local month = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -135,15 +214,24 @@ redis.call('INCRBY', KEYS[2], amount)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('INCRBY', KEYS[3], amount)
 redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
 return 1
 """
 
-# KEYS: day, month, reserved. ARGV: delta (actual - reserved), reserved micros.
+# KEYS: day, month, reserved, open. ARGV: actual cost, reserved micros, member. A hold that
+# was swept meanwhile is released already: only the actual cost is added.
 _SETTLE_LUA = """
+if redis.call('ZREM', KEYS[4], ARGV[3]) == 1 then
+  local delta = tonumber(ARGV[1]) - tonumber(ARGV[2])
+  redis.call('INCRBY', KEYS[1], delta)
+  redis.call('INCRBY', KEYS[2], delta)
+  redis.call('DECRBY', KEYS[3], ARGV[2])
+  return 1
+end
 redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('INCRBY', KEYS[2], ARGV[1])
-redis.call('DECRBY', KEYS[3], ARGV[2])
-return 1
+return 0
 """
 
 
@@ -156,16 +244,28 @@ class RedisBudget:
         *,
         prefix: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reservation_seconds: float = DEFAULT_RESERVATION_SECONDS,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._clock = clock
+        self._reservation_seconds = reservation_seconds
         self._reserve = redis.register_script(_RESERVE_LUA)
         self._settle = redis.register_script(_SETTLE_LUA)
+        self._sweep_script = redis.register_script(_SWEEP_LUA)
+
+    def _base(self, user: str) -> str:
+        return f"{self._prefix}:budget:{{{user}}}"  # one hash tag: one cluster slot per user
 
     def _keys(self, user: str, day: str, month: str) -> list[str]:
-        base = f"{self._prefix}:budget:{{{user}}}"  # one hash tag: one cluster slot per user
-        return [f"{base}:d:{day}", f"{base}:m:{month}", f"{base}:reserved"]
+        base = self._base(user)
+        return [f"{base}:d:{day}", f"{base}:m:{month}", f"{base}:reserved", f"{base}:open"]
+
+    async def sweep(self, user: str) -> int:
+        """Release the user's expired holds; how many there were."""
+        keys = self._keys(user, "", "")
+        now = self._clock().timestamp()
+        return int(await self._sweep_script(keys=keys[2:], args=[now, self._base(user)]))
 
     async def _used(self, user: str) -> tuple[int, int]:
         day, month = _periods(self._clock())
@@ -175,13 +275,23 @@ class RedisBudget:
     async def remaining(self, user: str, limits: BudgetLimits) -> Decimal | None:
         if limits.unlimited:
             return None
+        await self.sweep(user)
         day_used, month_used = await self._used(user)
         left = _min_left(_left(limits.daily, day_used), _left(limits.monthly, month_used))
         return None if left is None else from_micros(left)
 
     async def reserve(self, user: str, limits: BudgetLimits, amount: Decimal) -> Reservation | None:
         micros = to_micros(amount)
-        day, month = _periods(self._clock())
+        now = self._clock()
+        day, month = _periods(now)
+        held = Reservation(
+            user,
+            micros,
+            day,
+            month,
+            uuid.uuid4().hex,
+            now.timestamp() + self._reservation_seconds,
+        )
         ok = await self._reserve(
             keys=self._keys(user, day, month),
             args=[
@@ -190,18 +300,22 @@ class RedisBudget:
                 -1 if limits.monthly is None else limits.monthly,
                 _DAY_TTL,
                 _MONTH_TTL,
+                now.timestamp(),
+                self._base(user),
+                held.member,
+                held.expires_at,
             ],
         )
-        return Reservation(user, micros, day, month) if int(ok) == 1 else None
+        return held if int(ok) == 1 else None
 
     async def settle(self, reservation: Reservation, actual: Decimal) -> None:
-        delta = to_micros(actual) - reservation.micros
         await self._settle(
             keys=self._keys(reservation.user, reservation.day, reservation.month),
-            args=[delta, reservation.micros],
+            args=[to_micros(actual), reservation.micros, reservation.member],
         )
 
     async def reserved(self, user: str) -> Decimal:
+        await self.sweep(user)
         value = await self._redis.get(self._keys(user, "", "")[2])
         return from_micros(int(value or 0))
 

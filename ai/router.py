@@ -101,17 +101,19 @@ class Router:
         """Shared state in Redis when a client is given, in this process otherwise."""
         p = config.policy
         probe_ttl = p.timeouts.total  # a probe cannot outlive the call that carries it
+        # A hold outlives its call only when the worker died before settling it.
+        hold = p.timeouts.total + 60
         if redis is not None:
             return cls(
                 config,
                 breaker=RedisBreaker(redis, p.breaker, probe_ttl=probe_ttl, prefix=p.redis_prefix),
-                budget=RedisBudget(redis, prefix=p.redis_prefix),
+                budget=RedisBudget(redis, prefix=p.redis_prefix, reservation_seconds=hold),
                 cache=RedisCache(redis, prefix=p.redis_prefix),
             )
         return cls(
             config,
             breaker=MemoryBreaker(p.breaker, probe_ttl=probe_ttl),
-            budget=MemoryBudget(),
+            budget=MemoryBudget(reservation_seconds=hold),
             cache=MemoryCache(p.cache_max_entries),
         )
 

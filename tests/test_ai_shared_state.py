@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -308,3 +309,56 @@ async def test_the_monthly_limit_binds_too(budget_store: MemoryBudget | RedisBud
     limits = BudgetLimits(daily=None, monthly=1_000_000)
     assert await budget_store.reserve("m", limits, Decimal("0.6")) is not None
     assert await budget_store.reserve("m", limits, Decimal("0.6")) is None
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _budget_with_clock(backend: Backend, clock: _Clock) -> MemoryBudget | RedisBudget:
+    redis, prefix = backend
+    if redis is None:
+        return MemoryBudget(clock, reservation_seconds=60)
+    return RedisBudget(redis, prefix=prefix, clock=clock, reservation_seconds=60)
+
+
+async def test_a_hold_never_settled_expires_and_is_swept(backend: Backend) -> None:
+    """A worker dies between reserve and settle: once the hold expires the money is the
+    user's again, and the counters hold only what was spent."""
+    clock = _Clock()
+    budget = _budget_with_clock(backend, clock)
+    limits = BudgetLimits(daily=1_000_000, monthly=None)  # $1 a day
+    orphan = await budget.reserve("d", limits, Decimal("0.8"))  # its worker dies: never settled
+    assert orphan is not None
+    kept = await budget.reserve("d", limits, Decimal("0.1"))
+    assert kept is not None
+    assert await budget.reserve("d", limits, Decimal("0.5")) is None  # the hold is still live
+
+    clock.now += timedelta(seconds=30)
+    await budget.settle(kept, Decimal("0.05"))  # settled in time: unaffected by the sweep
+    clock.now += timedelta(seconds=31)  # past the orphan's expiry
+    assert await budget.remaining("d", limits) == Decimal("0.95")
+    assert await budget.reserved("d") == 0
+    assert await budget.reserve("d", limits, Decimal("0.9")) is not None
+    assert await budget.spent("d") == (Decimal("0.95"), Decimal("0.95"))
+
+    # A settle that arrives after its hold was swept records the actual cost only, once.
+    await budget.settle(orphan, Decimal("0.02"))
+    assert (await budget.spent("d"))[0] == Decimal("0.97")
+    assert await budget.reserved("d") == Decimal("0.9")
+
+
+async def test_an_expired_hold_of_yesterday_is_released_from_yesterday(backend: Backend) -> None:
+    clock = _Clock()
+    clock.now = datetime(2026, 12, 5, 23, 59, 50, tzinfo=UTC)
+    budget = _budget_with_clock(backend, clock)
+    limits = BudgetLimits(daily=1_000_000, monthly=2_000_000)
+    assert await budget.reserve("y", limits, Decimal("0.7")) is not None
+    clock.now += timedelta(minutes=5)  # the next day, past the hold's expiry
+    assert await budget.remaining("y", limits) == Decimal(1)
+    assert await budget.spent("y") == (Decimal(0), Decimal(0))
+    assert await budget.reserved("y") == 0
