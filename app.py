@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from fastpath.endpoint import FastPath
 from models import db
 from runtime import web_runtime
-from schema import build_schema
+from schema import build_schema, observe
 from services import demo, passwords, scopes
 from settings import Settings
 from subscriptions.live import LiveProgress
@@ -47,6 +47,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     passwords.use_profile(settings.argon2_profile)
     fast_path = FastPath(settings)
     tracing.configure(settings)
+    observe.configure_labels(
+        settings.metrics_operation_names, settings.metrics_max_operation_labels
+    )
+    if settings.metrics_port:
+        _serve_metrics_privately(settings.metrics_port)
     # Read and checked now: a broken manifest stops the start, not the first request.
     trusted = persisted_queries.load_trusted(settings)
     extra = [*tracing.schema_extensions(settings), *persisted_queries.schema_extensions(trusted)]
@@ -86,9 +91,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # Every commit that stamps sync scopes pokes their users (syncPoke).
                 stop_poking = scopes.on_commit(sync_poke.listener(live.broker))
                 restore_signals = _drain_on_sigterm(app, live, settings.live_drain_seconds)
+                refresher = asyncio.create_task(
+                    metrics.keep_refreshed(app.state, settings.metrics_refresh_seconds)
+                )
                 try:
                     yield
                 finally:
+                    refresher.cancel()
                     app.state.draining = True
                     restore_signals()
                     stop_poking()
@@ -110,6 +119,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.fast_path = fast_path
     return app
+
+
+_private_metrics_ports: set[int] = set()
+
+
+def _serve_metrics_privately(port: int) -> None:
+    """prometheus_client's own HTTP server, on a thread, once per port and process. It shows
+    the gauges as the background refresher last set them (web/metrics.py)."""
+    if port not in _private_metrics_ports:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+        _private_metrics_ports.add(port)
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

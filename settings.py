@@ -164,6 +164,17 @@ class Settings(BaseSettings):
 
     # A `worker` process serves its Prometheus metrics (model calls, jobs) on this port.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # `/metrics` of a web process: behind `Authorization: Bearer <METRICS_TOKEN>` when set;
+    # served on METRICS_PORT instead of the public port when set (a private interface).
+    metrics_token: str | None = Field(default=None, repr=False)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Gauges read from shared state (queue depth, breakers in Redis) are refreshed by a
+    # background task this often; a scrape never calls Redis.
+    metrics_refresh_seconds: float = Field(default=5.0, gt=0)
+    # Operation-name labels: only these names when set; otherwise the first
+    # METRICS_MAX_OPERATION_LABELS distinct names a process sees, then `other`.
+    metrics_operation_names: list[str] = Field(default_factory=list)
+    metrics_max_operation_labels: int = Field(default=100, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _relaxed_budgets_in_tests(self) -> Settings:

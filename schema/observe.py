@@ -26,10 +26,38 @@ def error_code(error: GraphQLError) -> str:
     return "GRAPHQL_VALIDATION_FAILED"
 
 
+class OperationLabels:
+    """Bounds the `operation` label: clients choose operation names, and every new label
+    value is a new time series held forever by this process and by Prometheus. With a list of
+    known names only those are labels; otherwise the first `limit` distinct names are (a
+    deployment's own clients send a few dozen), and every other name is `other`."""
+
+    def __init__(self, known: list[str] | None = None, limit: int = 100) -> None:
+        self.strict = bool(known)
+        self.names: set[str] = set(known or ())
+        self.limit = limit
+
+    def label(self, name: str | None) -> str:
+        if not name:
+            return "anonymous"
+        if name in self.names:
+            return name
+        if self.strict or len(self.names) >= self.limit or len(name) > 64:
+            return "other"
+        self.names.add(name)
+        return name
+
+
+_labels = OperationLabels()
+
+
+def configure_labels(known: list[str], limit: int) -> None:
+    global _labels
+    _labels = OperationLabels(known, limit)
+
+
 def operation_label(name: str | None) -> str:
-    if not name:
-        return "anonymous"
-    return name[:64]
+    return _labels.label(name)
 
 
 class ObserveOperation(SchemaExtension):
