@@ -157,6 +157,14 @@ class Settings(BaseSettings):
     apq_enabled: bool = True
     apq_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     apq_cache_size: int = Field(default=1000, ge=10, le=1_000_000)
+    # Registration is bounded, since anyone may register: a document above this is run but
+    # not stored; stored bytes per client IP and in all are rate-limited (limits' syntax, in
+    # bytes), so what APQ holds in Redis stays under the total rate times `apq_ttl_seconds`.
+    apq_max_document_bytes: int = Field(default=32 * 1024, ge=256)
+    apq_register_bytes_client: str = "1048576/day"
+    apq_register_bytes_total: str = "67108864/day"
+    # The in-process store's bound in bytes (beside `apq_cache_size` documents).
+    apq_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
     # Trusted documents: a JSON manifest `{"<sha256>": "<document>"}` (or Apollo's persisted
     # query manifest) written at deploy time. When set, only those documents are executed,
     # on every transport; anything else is refused with OPERATION_NOT_TRUSTED.

@@ -124,6 +124,7 @@ class FastPath:
                     store=documents.store,
                     trusted=documents.trusted,
                     max_tokens=documents.max_tokens,
+                    admit=documents.admission(getattr(request.client, "host", None) or "unknown"),
                 )
             except PersistedQueryError:
                 return None  # the normal executor answers it (e.g. PersistedQueryNotFound)

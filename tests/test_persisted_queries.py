@@ -213,3 +213,53 @@ def test_a_manifest_whose_hash_and_document_disagree_stops_the_start(
         )
     )
     assert TrustedDocuments.load(apollo).by_hash == {sha(TRUSTED): TRUSTED}
+
+
+@pytest.fixture
+def bounded_registration(app: Starlette, settings: Settings) -> Iterator[None]:
+    """The running app's APQ with small registration bounds for one test (their limits keys
+    carry the rates, unique per test run, so earlier runs on the same Redis do not count)."""
+    view = _view(app)
+    runtime = app.state.runtime
+    unique = uuid.uuid4().int % 200
+    small = settings.model_copy(
+        update={
+            "apq_max_document_bytes": 1024,
+            "apq_register_bytes_client": f"{3000 + unique}/day",
+            "apq_register_bytes_total": f"{100_000 + unique}/day",
+        }
+    )
+    saved = view.persisted
+    view.persisted = persisted_queries.for_settings(small, runtime.redis, None, runtime.rate_limits)
+    try:
+        yield
+    finally:
+        view.persisted = saved
+
+
+async def _registered(client: httpx.AsyncClient, document: str) -> bool:
+    ran = await client.post("/graphql", json={"query": document, "extensions": apq(document)})
+    assert ran.json()["data"]["__typename"] == "Query", ran.json()  # it runs either way
+    by_hash = await client.post("/graphql", json={"extensions": apq(document)})
+    return "data" in by_hash.json()
+
+
+async def test_registration_is_bounded_by_document_size_and_bytes_per_client(
+    client: httpx.AsyncClient, bounded_registration: None
+) -> None:
+    padding = "# " + "x" * 1100 + "\n"
+    assert not await _registered(client, padding + _unique("Big"))  # over the document bound
+    stored = 0
+    documents = [f"# {'y' * 600}\n" + _unique(f"Fill{i}") for i in range(6)]
+    for document in documents:  # ~650 bytes each against a ~3,000-byte budget
+        stored += await _registered(client, document)
+    assert stored == 4, stored  # 4 x ~650 bytes fit the 3,000-3,199 budget; the rest do not
+    assert not await _registered(client, documents[-1] + " ")  # still refused, still runs
+
+
+async def test_the_in_process_store_is_bounded_in_bytes() -> None:
+    store = MemoryDocumentStore(max_entries=100, ttl_seconds=60, max_bytes=100)
+    for name in "abcd":
+        await store.put(name, name * 40)
+    assert store.bytes <= 100
+    assert await store.get("a") is None and await store.get("d") == "d" * 40

@@ -198,8 +198,13 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
         root_value: UnsetType | None = UNSET,
     ) -> Any:
         if self.persisted is None:
-            redis = getattr(request.app.state.runtime, "redis", None)
-            self.persisted = persisted_queries.for_settings(self.settings, redis, self.trusted)
+            runtime = request.app.state.runtime
+            self.persisted = persisted_queries.for_settings(
+                self.settings,
+                getattr(runtime, "redis", None),
+                self.trusted,
+                getattr(runtime, "rate_limits", None),
+            )
         try:
             return await super().run(request, context, root_value)  # type: ignore[arg-type]
         except PersistedQueryError as error:
@@ -218,7 +223,8 @@ class CoursegenGraphQL(GraphQL[RequestContext, None]):
         document by hash (APQ), and in trusted-documents mode must name a registered one."""
         data = await super().parse_http_body(request)
         assert self.persisted is not None, "run() sets it"
-        return await self.persisted.resolve(data)
+        client = getattr(request, "client_host", None)
+        return await self.persisted.resolve(data, client if isinstance(client, str) else "unknown")
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)

@@ -8,9 +8,14 @@ APQ: a client sends `extensions.persistedQuery = {"version": 1, "sha256Hash": "<
   PERSISTED_QUERY_HASH_MISMATCH); a document that parses is stored, then it runs.
 Over POST and GET (`?extensions=…`, the CDN-friendly form). Documents live in Redis
 (`coursegen:apq:<hash>`, `apq_ttl_seconds`, refreshed when used) when REDIS_URL is set, in an
-in-process LRU otherwise. If Redis is unreachable a lookup answers "not found" (the client
-sends the document and the request runs) and nothing is stored: APQ saves bytes, never
-availability.
+in-process LRU otherwise (bounded by count and bytes). Registration is bounded because anyone
+may register: a document over `apq_max_document_bytes` runs but is not stored, and the bytes
+stored per client IP and in all are rate-limited (`apq_register_bytes_client`,
+`apq_register_bytes_total`); a registration past them runs and is not stored (the client just
+sends the document again next time, as Apollo clients do on PersistedQueryNotFound), so Redis
+holds at most the total rate over the time to live. If Redis is unreachable a lookup answers
+"not found" (the client sends the document and the request runs) and nothing is stored: APQ
+saves bytes, never availability.
 
 Trusted documents (`trusted_documents`: a manifest written at deploy time): only the
 documents of the manifest run, asked for by hash (no registration) or sent as identical text;
@@ -30,7 +35,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +45,8 @@ from starlette.responses import JSONResponse
 from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
 
+from services.errors import DomainError
+from services.rate_limits import RateLimits
 from settings import Settings
 
 log = logging.getLogger("coursegen.persisted_queries")
@@ -92,9 +99,11 @@ class DocumentStore(Protocol):
 class MemoryDocumentStore:
     """An in-process LRU with a time to live per document."""
 
-    def __init__(self, max_entries: int, ttl_seconds: float) -> None:
+    def __init__(self, max_entries: int, ttl_seconds: float, max_bytes: int | None = None) -> None:
         self.max_entries = max_entries
         self.ttl = ttl_seconds
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._documents: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
     async def get(self, sha: str) -> str | None:
@@ -103,16 +112,23 @@ class MemoryDocumentStore:
             return None
         if entry[0] <= time.monotonic():
             del self._documents[sha]
+            self.bytes -= len(entry[1])
             return None
         self._documents[sha] = (time.monotonic() + self.ttl, entry[1])
         self._documents.move_to_end(sha)
         return entry[1]
 
     async def put(self, sha: str, document: str) -> None:
+        old = self._documents.pop(sha, None)
+        if old is not None:
+            self.bytes -= len(old[1])
         self._documents[sha] = (time.monotonic() + self.ttl, document)
-        self._documents.move_to_end(sha)
-        while len(self._documents) > self.max_entries:
-            self._documents.popitem(last=False)
+        self.bytes += len(document)
+        while len(self._documents) > self.max_entries or (
+            self.max_bytes is not None and self.bytes > self.max_bytes
+        ):
+            _, (_, evicted) = self._documents.popitem(last=False)
+            self.bytes -= len(evicted)
 
 
 class RedisDocumentStore:
@@ -193,6 +209,7 @@ async def resolve_document(
     store: DocumentStore | None,
     trusted: TrustedDocuments | None = None,
     max_tokens: int | None = None,
+    admit: Callable[[int], Awaitable[bool]] | None = None,
 ) -> str | None:
     """The document a request runs: its own text, or the one its persisted-query hash names.
 
@@ -219,7 +236,8 @@ async def resolve_document(
         if document is None:
             raise PersistedQueryError(NOT_FOUND, "PersistedQueryNotFound", 200)
         return document
-    if _parses(query, max_tokens):  # junk is not kept; it still runs, to say what is wrong
+    # Junk is not kept (it still runs, to say what is wrong), nor what is over the bounds.
+    if _parses(query, max_tokens) and (admit is None or await admit(len(query.encode()))):
         await store.put(sha, query)
     return query
 
@@ -240,28 +258,65 @@ class PersistedQueries:
         store: DocumentStore | None,
         trusted: TrustedDocuments | None = None,
         max_tokens: int | None = None,
+        bounds: RegistrationBounds | None = None,
     ) -> None:
         self.store = store
         self.trusted = trusted
         self.max_tokens = max_tokens
+        self.bounds = bounds
+
+    def admission(self, client: str) -> Callable[[int], Awaitable[bool]] | None:
+        if self.bounds is None:
+            return None
+        bounds = self.bounds
+
+        async def admit(size: int) -> bool:
+            return await bounds.admit(client, size)
+
+        return admit
 
     async def resolve(
-        self, data: GraphQLRequestData | list[GraphQLRequestData]
+        self, data: GraphQLRequestData | list[GraphQLRequestData], client: str = "unknown"
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         """The request(s) with each document resolved (a batch: every operation)."""
         if isinstance(data, list):
-            return [await self._one(item) for item in data]
-        return await self._one(data)
+            return [await self._one(item, client) for item in data]
+        return await self._one(data, client)
 
-    async def _one(self, data: GraphQLRequestData) -> GraphQLRequestData:
+    async def _one(self, data: GraphQLRequestData, client: str) -> GraphQLRequestData:
         document = await resolve_document(
             data.query,
             data.extensions,
             store=self.store,
             trusted=self.trusted,
             max_tokens=self.max_tokens,
+            admit=self.admission(client),
         )
         return data if document is data.query else dataclasses.replace(data, query=document)
+
+
+class RegistrationBounds:
+    """What one client and everyone together may store: bytes per window (limits' weighted
+    sliding window, shared in Redis when the rate limits are), and a size per document."""
+
+    def __init__(self, settings: Settings, limits: RateLimits) -> None:
+        self.settings = settings
+        self.limits = limits
+
+    async def admit(self, client: str, size: int) -> bool:
+        settings = self.settings
+        if size > settings.apq_max_document_bytes:
+            log.info("APQ registration refused: %d bytes is over the document bound", size)
+            return False
+        try:
+            await self.limits.charge(
+                "apq-bytes-client", settings.apq_register_bytes_client, size, client
+            )
+            await self.limits.charge("apq-bytes-total", settings.apq_register_bytes_total, size)
+        except DomainError:
+            log.info("APQ registration refused: byte budget spent (client %s)", client)
+            return False
+        return True
 
 
 def load_trusted(settings: Settings) -> TrustedDocuments | None:
@@ -272,17 +327,24 @@ def load_trusted(settings: Settings) -> TrustedDocuments | None:
 
 
 def for_settings(
-    settings: Settings, redis: Any | None, trusted: TrustedDocuments | None
+    settings: Settings,
+    redis: Any | None,
+    trusted: TrustedDocuments | None,
+    limits: RateLimits | None = None,
 ) -> PersistedQueries:
-    """Redis-backed APQ when there is a client, an in-process LRU otherwise."""
+    """Redis-backed APQ when there is a client, an in-process LRU otherwise; registrations
+    bounded through `limits` (the runtime's rate limits) when given."""
     store: DocumentStore | None = None
     if settings.apq_enabled:
         store = (
             RedisDocumentStore(redis, settings.apq_ttl_seconds)
             if redis is not None
-            else MemoryDocumentStore(settings.apq_cache_size, settings.apq_ttl_seconds)
+            else MemoryDocumentStore(
+                settings.apq_cache_size, settings.apq_ttl_seconds, settings.apq_cache_bytes
+            )
         )
-    return PersistedQueries(store, trusted, settings.max_query_tokens)
+    bounds = RegistrationBounds(settings, limits) if limits is not None else None
+    return PersistedQueries(store, trusted, settings.max_query_tokens, bounds)
 
 
 def schema_extensions(trusted: TrustedDocuments | None) -> list[type[SchemaExtension]]:
