@@ -113,9 +113,12 @@ class Settings(BaseSettings):
     # per user (authenticated) and per client IP (every request).
     cost_rate_user: str = "3000000/minute"
     cost_rate_ip: str = "6000000/minute"
-    # Log-in attempts per account (email) and per IP; sign-ups per IP.
-    login_rate_account: str = "10/15 minutes"
+    # Log-in attempts (services/accounts.log_in): per account from one IP, per account from
+    # everywhere, per IP, and per known device (which skips the other three); sign-ups per IP.
+    login_rate_account_ip: str = "10/15 minutes"
+    login_rate_account: str = "100/hour"
     login_rate_ip: str = "60/15 minutes"
+    login_rate_device: str = "20/15 minutes"
     signup_rate_ip: str = "20/hour"
     # Bodies larger than this are refused with 413 before being parsed.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -193,6 +196,8 @@ class Settings(BaseSettings):
                 "cost_rate_user",
                 "cost_rate_ip",
                 "login_rate_account",
+                "login_rate_account_ip",
+                "login_rate_device",
                 "login_rate_ip",
                 "signup_rate_ip",
             ):

@@ -52,10 +52,17 @@ async def sign_up(info: Info, email: str, password: str, display_name: str) -> T
     )
 
 
-async def log_in(info: Info, email: str, password: str) -> TokenPair:
+async def log_in(
+    info: Info, email: str, password: str, device_token: str | None = None
+) -> TokenPair:
     context = _context(info)
     return await accounts.log_in(
-        context.settings, email, password, limits=context.rate_limits, client_ip=_client_ip(info)
+        context.settings,
+        email,
+        password,
+        limits=context.rate_limits,
+        client_ip=_client_ip(info),
+        device_token=device_token,
     )
 
 

@@ -29,6 +29,11 @@ class SignUpInput:
 class LogInInput:
     email: str
     password: str
+    device_token: str | None = strawberry.field(
+        default=None,
+        description="The `deviceToken` of an earlier log-in on this device: other clients' "
+        "failed attempts do not refuse it.",
+    )
 
 
 @strawberry.input

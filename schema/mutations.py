@@ -90,6 +90,7 @@ def _auth(pair: TokenPair) -> AuthSuccess:
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
         expires_in=pair.expires_in,
+        device_token=pair.device_token,
         user=Me(
             id=strawberry.ID(str(user.id)),
             email=user.email,
@@ -113,7 +114,9 @@ class Mutation(GenerationMutation, SyncMutation, AdminMutation):
 
     @strawberry.mutation
     async def log_in(self, info: Info, input: LogInInput) -> LogInResult:
-        return await _result(resolve.log_in(info, input.email, input.password), _auth)
+        return await _result(
+            resolve.log_in(info, input.email, input.password, input.device_token), _auth
+        )
 
     @strawberry.mutation(description="Rotate a refresh token into a new token pair.")
     async def refresh_token(self, info: Info, token: str) -> RefreshTokenResult:

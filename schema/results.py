@@ -25,6 +25,10 @@ class AuthSuccess:
     refresh_token: str
     expires_in: int = strawberry.field(description="Seconds until the access token expires.")
     user: Me
+    device_token: str | None = strawberry.field(
+        default=None,
+        description="After a log-in: keep it on this device and send it with later log-ins.",
+    )
 
 
 @strawberry.type

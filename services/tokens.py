@@ -88,6 +88,34 @@ def successor_refresh_token(key: str, token: str) -> str:
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
+DEVICE_TOKEN_VERSION = "d1"  # noqa: S105 -- a format tag, not a secret
+
+
+def issue_device_token(key: str, email: str) -> str:
+    """A known-device token (OWASP's device cookie) for the account `email`: handed out at a
+    successful log-in, sent back with later log-ins, so a client that has logged in before is
+    not locked out by someone else's failed guesses. Stateless: a nonce and an HMAC."""
+    nonce = secrets.token_urlsafe(12)
+    return f"{DEVICE_TOKEN_VERSION}.{nonce}.{_device_signature(key, email, nonce)}"
+
+
+def device_token_id(key: str, token: str | None, email: str) -> str | None:
+    """The token's nonce when it is a valid device token of `email`, else None."""
+    if not token or len(token) > 200:
+        return None
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != DEVICE_TOKEN_VERSION:
+        return None
+    expected = _device_signature(key, email, parts[1])
+    return parts[1] if hmac.compare_digest(parts[2], expected) else None
+
+
+def _device_signature(key: str, email: str, nonce: str) -> str:
+    message = f"device:{email.lower()}:{nonce}".encode()
+    digest = hmac.new(key.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def hash_refresh_token(token: str) -> str:
     # The token has 256 bits of entropy, so a fast hash is enough (no brute force possible).
     return hashlib.sha256(token.encode()).hexdigest()

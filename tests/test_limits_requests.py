@@ -296,3 +296,63 @@ def test_cost_of_fragments_and_defaults(settings: Settings) -> None:
     """
     # default first 20: 1 + 20 * 2 + pageInfo 1; aliased first 3: 1 + 3
     assert CostCalculator(schema, parse(query), {}, None).requested() == 42 + 4
+
+
+def _log_in_query(email: str, password: str, device: str | None = None) -> str:
+    extra = f', deviceToken: "{device}"' if device else ""
+    return (
+        f'mutation {{ logIn(input: {{email: "{email}", password: "{password}"{extra}}}) '
+        "{ __typename ... on AuthSuccess { deviceToken } ... on UserError { code } "
+        "... on RateLimitedError { retryAfter } } }"
+    )
+
+
+@pytest.fixture
+async def owner_ip(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=(f"10.250.{uuid.uuid4().int % 250}.7", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+async def test_an_attacker_cannot_lock_the_owner_out(
+    app: Starlette,
+    from_ip: httpx.AsyncClient,
+    owner_ip: httpx.AsyncClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OWASP: limit per account and IP, and let a correct password from a known client
+    through, so guessing is slowed without handing the attacker a lock-out."""
+    victim = await sign_up(owner_ip)
+    known = (await post(owner_ip, _log_in_query(victim.email, victim.password))).json()
+    device = known["data"]["logIn"]["deviceToken"]
+    assert device and device.startswith("d1.")
+    monkeypatch.setattr(settings, "login_rate_account_ip", "3/15 minutes")
+    monkeypatch.setattr(settings, "login_rate_account", "6/15 minutes")
+
+    outcomes = []
+    for i in range(5):  # the attacker, from one address
+        body = (await post(from_ip, _log_in_query(victim.email, f"guess-{i}-guess"))).json()
+        outcomes.append(body["data"]["logIn"]["__typename"])
+    assert outcomes == ["InvalidCredentialsError"] * 3 + ["RateLimitedError"] * 2
+    # The attacker is slowed, told when to come back; the owner's address is not affected.
+    right = (await post(from_ip, _log_in_query(victim.email, victim.password))).json()
+    assert right["data"]["logIn"]["__typename"] == "RateLimitedError"
+    assert right["data"]["logIn"]["retryAfter"] >= 1
+    owner = (await post(owner_ip, _log_in_query(victim.email, victim.password))).json()
+    assert owner["data"]["logIn"]["__typename"] == "AuthSuccess"
+
+    # Guessing from many addresses spends the account-wide budget: unknown clients are refused
+    # then, but the owner's known device still gets in with the right password.
+    for i in range(3):
+        transport = httpx.ASGITransport(app=app, client=(f"10.251.{i}.9", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as other:
+            await post(other, _log_in_query(victim.email, "distributed-guess"))
+    fresh = (await post(owner_ip, _log_in_query(victim.email, victim.password))).json()
+    assert fresh["data"]["logIn"]["__typename"] == "RateLimitedError"
+    trusted = (await post(owner_ip, _log_in_query(victim.email, victim.password, device))).json()
+    assert trusted["data"]["logIn"]["__typename"] == "AuthSuccess"
+    # A device token is bound to its account: it opens no other account's limits.
+    other_user = await sign_up(owner_ip)
+    forged = (await post(from_ip, _log_in_query(other_user.email, "guess-x-guess", device))).json()
+    assert forged["data"]["logIn"]["__typename"] in {"InvalidCredentialsError", "RateLimitedError"}
