@@ -69,11 +69,12 @@ async def test_the_attempt_budget_covers_retries_and_fallbacks(
 async def test_429_retry_after_makes_a_lone_model_wait(
     fake: FakeOpenAI, build: Build, form: str
 ) -> None:
-    # An HTTP date has whole seconds: 3 s ahead means at least 2 s from now.
+    # An HTTP date has whole seconds: 3 s ahead is at least 2 s after `started`, taken first
+    # (taken after the date, a slow machine could spend the margin in between).
+    started = time.monotonic()
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
     fake.script("a", Step(status=429, retry_after="2" if form == "seconds" else later), Step())
     writer = build(breaker={"min_calls": 1})
-    started = time.monotonic()
     await topic(writer, Usage())
     assert time.monotonic() - started >= 2.0
     assert fake.hits["a"] == 2
