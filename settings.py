@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # PostgreSQL: a statement running longer is cancelled by the server; idle transactions too.
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
+    # Client-side bound on one statement's round trip (asyncpg's command_timeout): it fires
+    # where the server-side timeout cannot, on a slow or stalled network to PostgreSQL, so a
+    # connection is never held longer than this by one statement and the pool keeps turning.
+    db_command_timeout_seconds: float = Field(default=10.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # Pool sizes are db_pool_min / db_pool_max above (per process); a request waiting for a
     # free connection is bounded by request_timeout_seconds.

@@ -62,6 +62,7 @@ def connection_config(settings: Settings) -> str | dict[str, Any]:
     )
     credentials["server_settings"] = server_settings
     credentials.setdefault("timeout", settings.db_connect_timeout_seconds)
+    credentials.setdefault("command_timeout", settings.db_command_timeout_seconds)
     # Connections idle this long are closed: after a database restart the pool refills.
     credentials.setdefault("max_inactive_connection_lifetime", 300.0)
     return config
