@@ -35,6 +35,7 @@ from tests.ai_support import Build, topic
 from tests.conftest import start_redis_worker
 from tests.fake_openai import FakeOpenAI, Step
 from tests.support import ROOT, gql, sign_up
+from web import metrics
 
 GENERATE = """
 mutation($input: GenerateCourseInput!) {
@@ -268,6 +269,8 @@ async def test_queue_depth_counts_what_waits(
         during = (await gql(client, QUEUE, token=admin.token))["data"]["admin"]["queue"]
         premium = next(t for t in during["byTier"] if t["tier"] == "premium")
         assert premium["waiting"] == 1 and during["queuedJobs"] >= 1
+        # The background refresher's step (every METRICS_REFRESH_SECONDS); a scrape only reads.
+        await metrics.refresh_shared_gauges(app.state.runtime)
         metrics_text = (await client.get("/metrics")).text
         assert 'coursegen_job_queue_depth{queue="premium"} 1.0' in metrics_text
     finally:

@@ -236,8 +236,12 @@ async def resolve_document(
         if document is None:
             raise PersistedQueryError(NOT_FOUND, "PersistedQueryNotFound", 200)
         return document
-    # Junk is not kept (it still runs, to say what is wrong), nor what is over the bounds.
-    if _parses(query, max_tokens) and (admit is None or await admit(len(query.encode()))):
+    # Junk is not kept (it still runs, to say what is wrong), nor what is over the bounds. A
+    # document stored already (by the fast path's lookup of this very request, or another
+    # client) is not charged again.
+    if not _parses(query, max_tokens):
+        return query
+    if admit is None or (await store.get(sha) is None and await admit(len(query.encode()))):
         await store.put(sha, query)
     return query
 
