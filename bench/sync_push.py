@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import tempfile
 import time
@@ -28,21 +29,63 @@ from app import create_app
 from models import Subject, Topic, db
 from services.ranks import rank_after
 from settings import Environment, Settings
-from tests.support import make_course, sign_up
+from tests.support import Tree, make_course, sign_up
 
 
-def _mutations(client_id: str, start: int, count: int, topics: list[str]) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
-    return [
-        {
-            "clientId": client_id,
-            "id": start + n,
-            "name": "completeTopic" if n % 2 == 0 else "bookmarkTopic",
-            "args": {"topicId": topics[n % len(topics)]},
-            "hlc": f"{now}-{n}-{client_id}",
-        }
-        for n in range(count)
-    ]
+class Device:
+    """One device's queue of a realistic mix: completions, note edits on the version it last
+    saw, bookmarks and course edits, over the user's courses (every mutation is APPLIED)."""
+
+    def __init__(self, token: str, courses: list[Tree], notes: list[str]) -> None:
+        self.headers = {"authorization": f"Bearer {token}"}
+        self.group, self.client, self.next_id = uuid.uuid4().hex, "c", 1
+        self.courses = [str(t.course_id) for t in courses]
+        self.topics = [str(topic) for t in courses for topic in t.topic_ids]
+        self.notes = {note: 1 for note in notes}
+        self.counter = 0
+
+    def batch(self, size: int) -> list[dict[str, Any]]:
+        out = []
+        wall = int(time.time() * 1000)
+        for _ in range(size):
+            n = self.next_id
+            self.counter += 1
+            kind = MIX[n % len(MIX)]
+            m: dict[str, Any] = {
+                "clientId": self.client,
+                "id": n,
+                "hlc": f"{wall}-{self.counter}-{self.group}",
+            }
+            topic = self.topics[n % len(self.topics)]
+            if kind == "saveNote":
+                note = list(self.notes)[n % len(self.notes)]
+                m.update(name=kind, args={"noteId": note, "body": f"text {n}"})
+                m["baseVersion"] = self.notes[note]
+                self.notes[note] += 1
+            elif kind in ("renameCourse", "updateCourseDetails"):
+                course = self.courses[n % len(self.courses)]
+                field = "title" if kind == "renameCourse" else "description"
+                m.update(name=kind, args={"courseId": course, field: f"{field} {n}"})
+            else:
+                m.update(name=kind, args={"topicId": topic})
+            out.append(m)
+            self.next_id += 1
+        return out
+
+
+# 4 completions, 3 note edits, 2 bookmarks, 1 course edit in every 10 mutations.
+MIX = [
+    "completeTopic",
+    "saveNote",
+    "bookmarkTopic",
+    "completeTopic",
+    "renameCourse",
+    "saveNote",
+    "completeTopic",
+    "bookmarkTopic",
+    "saveNote",
+    "completeTopic",
+]
 
 
 async def main(base: str) -> None:
@@ -68,43 +111,100 @@ async def main(base: str) -> None:
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://b", timeout=600
             ) as c:
-                await run(c)
+                await run(c, settings.database_url)
     finally:
         admin = await asyncpg.connect(base.replace("postgres://", "postgresql://", 1))
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
-async def run(c: httpx.AsyncClient) -> None:
+async def _device(c: httpx.AsyncClient, courses: int = 3, notes: int = 30) -> Device:
+    user = await sign_up(c)
+    trees = [await make_course(user.id, subjects=4, topics=25) for _ in range(courses)]
+    ids = [str(uuid.uuid4()) for _ in range(notes)]
+    setup = Device(user.token, trees, [])
+    creates = [
+        {
+            "clientId": "setup",
+            "id": n + 1,
+            "name": "createNote",
+            "args": {"noteId": note, "topicId": setup.topics[n], "body": "first"},
+            "hlc": f"{int(time.time() * 1000)}-{n}-setup",
+        }
+        for n, note in enumerate(ids)
+    ]
+    await _push(c, setup, creates)
+    return Device(user.token, trees, ids)
+
+
+async def _push(c: httpx.AsyncClient, d: Device, mutations: list[dict[str, Any]]) -> None:
+    body = {"protocolVersion": 1, "clientGroupId": d.group, "mutations": mutations}
+    response = await c.post("/sync/push", json=body, headers=d.headers)
+    assert response.status_code == 200, response.text
+    statuses = {r["status"] for r in response.json()["results"]}
+    assert statuses == {"APPLIED"}, response.json()["results"][:3]
+
+
+async def _floor(database: str, batches: list[list[dict[str, Any]]]) -> float:
+    """The same mutations as rows, one multi-row INSERT per batch through asyncpg, no rules:
+    what a push could cost at the very least. Mutations a second."""
+    conn = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
+    try:
+        await conn.execute(
+            "CREATE TEMP TABLE floor_mutations (client_id text, mutation_id bigint, "
+            "name text, args text, hlc text)"
+        )
+        started = time.perf_counter()
+        for mutations in batches:
+            await conn.execute(
+                "INSERT INTO floor_mutations SELECT * FROM "
+                "unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])",
+                [m["clientId"] for m in mutations],
+                [m["id"] for m in mutations],
+                [m["name"] for m in mutations],
+                [json.dumps(m["args"]) for m in mutations],
+                [m["hlc"] for m in mutations],
+            )
+        elapsed = time.perf_counter() - started
+    finally:
+        await conn.close()
+    return sum(len(b) for b in batches) / elapsed
+
+
+async def run(c: httpx.AsyncClient, database: str) -> None:
+    print("push throughput, one device, sequential pushes (mix: 4 completeTopic, 3 saveNote,")
+    print("2 bookmarkTopic, 1 renameCourse in 10; 3 courses of 100 topics, 30 notes)")
+    for size, total in ((1, 300), (100, 3000), (1000, 10000)):
+        d = await _device(c)
+        batches = [d.batch(size) for _ in range(total // size)]
+        started = time.perf_counter()
+        for mutations in batches:
+            await _push(c, d, mutations)
+        elapsed = time.perf_counter() - started
+        ours = total / elapsed
+        floor = await _floor(database, batches)
+        print(
+            f"  batch {size:>5}: {ours:8.0f} mutations/s ({total} in {elapsed:.2f} s); "
+            f"floor (asyncpg, one INSERT per batch, no rules) {floor:8.0f}/s; "
+            f"floor/ours {floor / ours:5.1f}x"
+        )
+
+    for devices, size, each in ((10, 1, 100), (50, 20, 100)):
+        print(f"{devices} devices (one user each) pushing at once, batches of {size}")
+        ds = [await _device(c) for _ in range(devices)]
+
+        async def drain(d: Device, size: int = size, pushes: int = each // size) -> None:
+            for _ in range(pushes):
+                await _push(c, d, d.batch(size))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(drain(d) for d in ds))
+        elapsed = time.perf_counter() - started
+        total = devices * each
+        print(f"  {total / elapsed:8.0f} mutations/s ({total} in {elapsed:.2f} s)")
+
     user = await sign_up(c)
     headers = {"authorization": f"Bearer {user.token}"}
-    tree = await make_course(user.id, subjects=4, topics=25)
-    topics = [str(t) for t in tree.topic_ids]
-
-    async def push(group: str, mutations: list[dict[str, Any]]) -> None:
-        body = {"protocolVersion": 1, "clientGroupId": group, "mutations": mutations}
-        response = await c.post("/sync/push", json=body, headers=headers)
-        assert response.status_code == 200, response.text
-        assert all(r["status"] == "APPLIED" for r in response.json()["results"])
-
-    print("push throughput (one client, sequential pushes)")
-    for size, total in ((1, 300), (100, 2000), (1000, 3000)):
-        group, client, next_id = uuid.uuid4().hex, "c", 1
-        started = time.perf_counter()
-        while next_id <= total:
-            await push(group, _mutations(client, next_id, size, topics))
-            next_id += size
-        elapsed = time.perf_counter() - started
-        print(f"  batch {size:>5}: {total / elapsed:8.0f} mutations/s ({total} in {elapsed:.2f} s)")
-
-    print("50 devices pushing at once (20 mutations each)")
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(push(uuid.uuid4().hex, _mutations("c", 1, 20, topics)) for _ in range(50))
-    )
-    elapsed = time.perf_counter() - started
-    print(f"  {1000 / elapsed:8.0f} mutations/s (1000 in {elapsed:.2f} s)")
-
     print("initial pull of 10,000 rows")
     big = await make_course(user.id, subjects=0)
     subject = await Subject.create(course_id=big.course_id, rank=rank_after(None), title="S")

@@ -302,6 +302,37 @@ async def _upsert(
     await db.execute_many(query, values)
 
 
+def _current_write(what: str) -> _Write:
+    write = _write.get()
+    if write is None:
+        raise RuntimeError(f"scopes.{what}() outside scopes.transaction(): no poke would follow")
+    return write
+
+
+def next_version(scope: str) -> int:
+    """The version this transaction stamps `scope` with, before it is bumped (the scope must be
+    locked by this transaction: `lock()`). A writer that plans many rows at once (sync/batch.py)
+    learns their version first and calls `bump()` when it writes them."""
+    write = _current_write("next_version")
+    if scope in write.bumped:
+        return write.bumped[scope]
+    if scope not in write.locked:
+        raise RuntimeError(f"scopes.next_version({scope!r}) before lock()")
+    return write.locked[scope] + 1
+
+
+async def bump(scope: str) -> int:
+    """The scope's version of this transaction: bumped by its first caller, reused after."""
+    write = _current_write("bump")
+    version = write.bumped.get(scope)
+    if version is None:
+        version = await lock(scope) + 1
+        await SyncScope.filter(key=scope).update(version=version, updated_at=datetime.now(UTC))
+        write.bumped[scope] = write.locked[scope] = version
+        write.changed.append((scope, version))
+    return version
+
+
 async def stamp(
     scope: str,
     put: Iterable[tuple[str, Any, dict[str, Any]]] = (),
@@ -309,15 +340,7 @@ async def stamp(
 ) -> int:
     """Stamp the given rows with the scope's version of this transaction (bumped once, by the
     transaction's first stamp of the scope). Only inside `transaction()`."""
-    write = _write.get()
-    if write is None:
-        raise RuntimeError("scopes.stamp() outside scopes.transaction(): no poke would follow")
-    version = write.bumped.get(scope)
-    if version is None:
-        version = await lock(scope) + 1
-        await SyncScope.filter(key=scope).update(version=version, updated_at=datetime.now(UTC))
-        write.bumped[scope] = write.locked[scope] = version
-        write.changed.append((scope, version))
+    version = await bump(scope)
     rows: list[tuple[str, str, str, dict[str, Any] | None]] = [
         (kind, str(ident), PUT, data) for kind, ident, data in put
     ]

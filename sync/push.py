@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -32,6 +33,7 @@ from models import (
     SyncEntry,
     SyncMutationResult,
     SyncRejection,
+    bulk,
 )
 from observability import metrics
 from services import scopes
@@ -39,7 +41,7 @@ from services.accounts import Viewer
 from services.errors import DomainError, ErrorCode, forbidden
 from services.permissions import course_access
 from settings import Settings
-from sync import faults
+from sync import batch, faults
 from sync import hlc as clocks
 from sync.mutators import GENERATION, MUTATORS, MutationContext, Outcome, Rejected, Touched
 from sync.protocol import (
@@ -272,8 +274,9 @@ async def _apply_locked(
     pre: Outcome | Rejected | None,
     settings: Settings,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Inside the segment's transaction: the client row locked once, each new mutation in a
-    savepoint, then the stored results and `lastMutationId` written once, all committed
+    """Inside the segment's transaction: the client row locked once; the new mutations applied
+    in runs, set-wise where their names allow (sync/batch.py) and one at a time in a savepoint
+    otherwise; then the stored results and `lastMutationId` written once, all committed
     together."""
     client = await _locked_client(group, client_id)
     last = int(client.last_mutation_id)
@@ -284,7 +287,35 @@ async def _apply_locked(
             client_id=client.id, mutation_id__in=seen
         ).values_list("mutation_id", "result")
         stored = {int(str(mid)): json.loads(str(text)) for mid, text in rows}
+    # The new mutations: ids that run on from `lastMutationId` (a gap stops the client).
+    new: list[Mutation] = []
+    for m in segment:
+        if m.id == last + len(new) + 1:
+            new.append(m)
+        elif m.id > last + len(new) + 1:
+            break
     fresh: dict[int, dict[str, Any]] = {}  # applied in this transaction, not yet stored
+    later: int | None = None  # the mutation that met a rate limit: it and the rest wait
+    for setwise, run in _runs(new):
+        if setwise:
+            answered = await _apply_run(viewer, group, run)
+        else:
+            answered = []
+            for m in run:
+                try:
+                    answered.append(
+                        await _process(viewer, group, m, pre if m is segment[0] else None)
+                    )
+                except Transient as error:  # keep what came before, stop here
+                    log.warning("sync mutation %s/%s: retry later (%s)", m.client_id, m.id, error)
+                    later = m.id
+                    break
+        for m, result in zip(run, answered, strict=False):
+            fresh[m.id] = result
+            await faults.pause_if_asked(settings, f"mutation:{len(fresh)}")
+        if later is not None:
+            break
+    # The answers, in the segment's order, as one-at-a-time processing gives them.
     results: list[dict[str, Any]] = []
     stop: str | None = None
     for m in segment:
@@ -296,30 +327,75 @@ async def _apply_locked(
             message = f"Expected mutation {last + 1} of this client first."
             results.append(_result(m, OUT_OF_ORDER, message=message))
             stop = OUT_OF_ORDER
+        elif m.id == later:
+            results.append(_result(m, RETRY_LATER, message=LATER))
+            stop = RETRY_LATER
         else:
-            try:
-                result = await _process(viewer, group, m, pre if m is segment[0] else None)
-            except Transient as error:  # a rate limit: keep what came before, stop here
-                log.warning("sync mutation %s/%s: retry later (%s)", m.client_id, m.id, error)
-                results.append(_result(m, RETRY_LATER, message=LATER))
-                stop = RETRY_LATER
-                continue
-            results.append(result)
-            fresh[m.id] = result
+            results.append(fresh[m.id])
             last = m.id
-            await faults.pause_if_asked(settings, f"mutation:{len(fresh)}")
     if fresh:
-        await SyncMutationResult.bulk_create(
+        await bulk.insert(
+            connections.get("default"),
+            "sync_mutation_results",
             [
-                SyncMutationResult(client_id=client.id, mutation_id=mid, result=json.dumps(result))
-                for mid, result in fresh.items()
+                ("client_id", "uuid"),
+                ("mutation_id", "bigint"),
+                ("result", "text"),
+                ("created_at", "timestamptz"),
             ],
-            batch_size=500,
+            [(client.id, mid, json.dumps(r), datetime.now(UTC)) for mid, r in fresh.items()],
         )
         await SyncClient.filter(id=client.id).update(
             last_mutation_id=last, updated_at=datetime.now(UTC)
         )
     return results, stop
+
+
+def _runs(mutations: list[Mutation]) -> list[tuple[bool, list[Mutation]]]:
+    """Consecutive mutations cut where set-wise application starts or stops."""
+    runs: list[tuple[bool, list[Mutation]]] = []
+    for m in mutations:
+        setwise = m.name in batch.SETWISE
+        if runs and runs[-1][0] == setwise:
+            runs[-1][1].append(m)
+        else:
+            runs.append((setwise, [m]))
+    return runs
+
+
+async def _apply_run(viewer: Viewer, group: str, run: list[Mutation]) -> list[dict[str, Any]]:
+    """A run applied set-wise in a savepoint; if its write fails, rolled back and applied again
+    one mutation at a time, so that only the bad mutation is REJECTED."""
+    try:
+        async with scopes.transaction():
+            applied = await batch.apply_run(viewer, group, run)
+    except Exception as error:
+        if is_transient(error):
+            raise
+        log.warning(
+            "sync push %s/%s: a set-wise run of %d failed (%s); one at a time",
+            group,
+            run[0].client_id,
+            len(run),
+            type(error).__name__,
+        )
+        return [await _process(viewer, group, m, None) for m in run]
+    return [_answer(a.mutation, a.outcome, a.canonical) for a in applied]
+
+
+def _answer(
+    m: Mutation, outcome: Outcome | Rejected, canonical: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    if isinstance(outcome, Rejected):
+        return _result(m, REJECTED, code=outcome.code, message=outcome.message, canonical=canonical)
+    return _result(
+        m,
+        outcome.status,
+        code=outcome.code,
+        message=outcome.message,
+        data=outcome.data,
+        canonical=canonical if outcome.touched else None,
+    )
 
 
 def _duplicate(m: Mutation, previous: dict[str, Any]) -> dict[str, Any]:
