@@ -230,21 +230,26 @@ async def lock(scope: str) -> int:
 
 
 async def _lock(scope: str) -> int:
+    # Plain SQL: this runs in every write transaction, and the ORM's query building cost more
+    # than the round trip.
     db = _db()
-    row = await SyncScope.filter(key=scope).select_for_update().first()
-    if row is None:
+    select = f"SELECT version FROM sync_scopes WHERE key = {_params(db, 1)[0]}"  # noqa: S608
+    if not _sqlite(db):
+        select += " FOR UPDATE"
+    rows = await db.execute_query_dict(select, [scope])
+    if not rows:
         a, b = _params(db, 2)
         await db.execute_query(
             "INSERT INTO sync_scopes (key, version, gc_version, updated_at) "  # noqa: S608
             f"VALUES ({a}, 0, 0, {b}) ON CONFLICT (key) DO NOTHING",
             [scope, datetime.now(UTC)],
         )
-        row = await SyncScope.filter(key=scope).select_for_update().get()
-    if row.version == 0:
+        rows = await db.execute_query_dict(select, [scope])
+    if int(rows[0]["version"]) == 0:
         await _backfill(scope)
         await SyncScope.filter(key=scope).update(version=1)
         return 1
-    return int(row.version)
+    return int(rows[0]["version"])
 
 
 async def _backfill(scope: str) -> None:
@@ -327,7 +332,12 @@ async def bump(scope: str) -> int:
     version = write.bumped.get(scope)
     if version is None:
         version = await lock(scope) + 1
-        await SyncScope.filter(key=scope).update(version=version, updated_at=datetime.now(UTC))
+        db = _db()
+        a, b, c = _params(db, 3)
+        await db.execute_query(
+            f"UPDATE sync_scopes SET version = {a}, updated_at = {b} WHERE key = {c}",  # noqa: S608
+            [version, datetime.now(UTC), scope],
+        )
         write.bumped[scope] = write.locked[scope] = version
         write.changed.append((scope, version))
     return version

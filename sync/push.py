@@ -21,15 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections
-from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from generation import jobs
 from models import (
     Course,
     GenerationJob,
     SyncClient,
-    SyncClientGroup,
     SyncEntry,
     SyncMutationResult,
     SyncRejection,
@@ -56,7 +53,8 @@ from sync.protocol import (
 log = logging.getLogger("coursegen.sync")
 
 ATTEMPTS = 4  # a deadlock or serialization failure is retried this often before RETRY_LATER
-TRANSACTION_MUTATIONS = 200  # at most this many mutations of a client in one transaction
+TRANSACTION_MUTATIONS = 1000  # at most this many mutations of a client in one transaction
+SLOW_TRANSACTION_MUTATIONS = 200  # ... of which at most this many applied one at a time
 TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
 TRANSIENT_CODES = {ErrorCode.RATE_LIMITED, ErrorCode.TEMPORARILY_UNAVAILABLE}
 
@@ -93,36 +91,61 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+def _db() -> Any:
+    return connections.get("default")
+
+
 async def bind_group(group_id: str, user_id: uuid.UUID) -> None:
     """The group belongs to the user who used it first; anyone else is refused as a whole."""
-    owner = await SyncClientGroup.filter(id=group_id).values_list("user_id", flat=True)
-    if not owner:
-        try:
-            async with in_transaction():
-                await SyncClientGroup.create(id=group_id, user_id=user_id)
-            return
-        except IntegrityError:
-            owner = await SyncClientGroup.filter(id=group_id).values_list("user_id", flat=True)
-    if str(owner[0]) != str(user_id):
+    db = _db()
+    p = bulk.placeholder
+    select = f"SELECT user_id FROM sync_client_groups WHERE id = {p(db, 1)}"  # noqa: S608
+    rows = await db.execute_query_dict(select, [group_id])
+    if not rows:
+        await db.execute_query(
+            "INSERT INTO sync_client_groups (id, user_id, created_at) "  # noqa: S608
+            f"VALUES ({p(db, 1)}, {p(db, 2)}, {p(db, 3)}) ON CONFLICT (id) DO NOTHING",
+            bulk.params(db, [group_id, user_id, datetime.now(UTC)]),
+        )
+        rows = await db.execute_query_dict(select, [group_id])
+    if str(rows[0]["user_id"]) != str(user_id):
         raise forbidden("This client group belongs to another user; make a new one.")
 
 
-async def _locked_client(group_id: str, client_id: str) -> SyncClient:
-    """The client's row, locked for the caller's transaction (created on first use)."""
-    query = SyncClient.filter(group_id=group_id, client_id=client_id).select_for_update()
-    row = await query.first()
-    if row is not None:
-        return row
-    try:
-        async with in_transaction():  # a savepoint: a concurrent first push may win the insert
-            await SyncClient.create(group_id=group_id, client_id=client_id)
-    except IntegrityError:
-        pass
-    return await query.get()
+async def _locked_client(group_id: str, client_id: str) -> tuple[uuid.UUID, int]:
+    """The client's id and last mutation id, its row locked for the caller's transaction
+    (created on first use). Plain SQL: it runs once per push, where the ORM's query building
+    costs more than the round trip."""
+    db = _db()
+    p = bulk.placeholder
+    select = (
+        "SELECT id, last_mutation_id FROM sync_clients "  # noqa: S608
+        f"WHERE group_id = {p(db, 1)} AND client_id = {p(db, 2)}"
+    )
+    if not bulk.is_sqlite(db):
+        select += " FOR UPDATE"
+    rows = await db.execute_query_dict(select, [group_id, client_id])
+    if not rows:  # a concurrent first push may win the insert: then its row is read
+        await db.execute_query(
+            "INSERT INTO sync_clients (id, group_id, client_id, last_mutation_id, updated_at) "  # noqa: S608
+            f"VALUES ({p(db, 1)}, {p(db, 2)}, {p(db, 3)}, 0, {p(db, 4)}) "
+            "ON CONFLICT (group_id, client_id) DO NOTHING",
+            bulk.params(db, [uuid.uuid4(), group_id, client_id, datetime.now(UTC)]),
+        )
+        rows = await db.execute_query_dict(select, [group_id, client_id])
+    raw = rows[0]["id"]
+    return (raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))), int(
+        rows[0]["last_mutation_id"]
+    )
 
 
 async def last_mutation_ids(group_id: str) -> dict[str, int]:
-    rows = await SyncClient.filter(group_id=group_id).values("client_id", "last_mutation_id")
+    db = _db()
+    rows = await db.execute_query_dict(
+        "SELECT client_id, last_mutation_id FROM sync_clients "  # noqa: S608
+        f"WHERE group_id = {bulk.placeholder(db, 1)}",
+        [group_id],
+    )
     return {row["client_id"]: int(row["last_mutation_id"]) for row in rows}
 
 
@@ -192,9 +215,12 @@ async def push(viewer: Viewer, body: Any, env: SyncEnv, size: int | None = None)
 def _segments(mutations: list[Mutation]) -> list[list[Mutation]]:
     """Runs of mutations that share one transaction. `requestCourseGeneration` stands alone:
     its job is created and committed before its own transaction (a worker must see it). A run
-    is cut every `TRANSACTION_MUTATIONS`, so one transaction holds its locks for a bounded time
-    and a push cut short (a request timeout) still keeps what it committed."""
+    is cut every `TRANSACTION_MUTATIONS` (every `SLOW_TRANSACTION_MUTATIONS` of the ones applied
+    one at a time, about fifty times slower than set-wise), so one transaction holds its locks
+    for a bounded time and a push cut short (a request timeout) still keeps what it
+    committed."""
     segments: list[list[Mutation]] = []
+    slow = 0
     for m in mutations:
         last = segments[-1] if segments else None
         if (
@@ -202,10 +228,13 @@ def _segments(mutations: list[Mutation]) -> list[list[Mutation]]:
             or m.name == GENERATION
             or last[-1].name == GENERATION
             or len(last) >= TRANSACTION_MUTATIONS
+            or slow >= SLOW_TRANSACTION_MUTATIONS
         ):
             segments.append([m])
+            slow = 0
         else:
             last.append(m)
+        slow += m.name not in batch.SETWISE
     return segments
 
 
@@ -228,7 +257,9 @@ async def _apply_segment(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One transaction for the segment, retried whole on a deadlock or serialization failure:
     nothing of it was committed, so the retry starts again from the last committed point."""
-    for attempt in range(ATTEMPTS):
+    one_at_a_time: set[int] = set()  # first ids of runs whose set-wise write failed
+    attempt = 0
+    while True:
         try:
             pre: Outcome | Rejected | None = None
             if segment[0].name == GENERATION:
@@ -238,7 +269,21 @@ async def _apply_segment(
                 if segment[0].id == int(str(lmid[0] if lmid else 0)) + 1:
                     pre = await _request_generation(viewer, group, segment[0], env)
             async with scopes.transaction():
-                return await _apply_locked(viewer, group, client_id, segment, pre, env.settings)
+                return await _apply_locked(
+                    viewer, group, client_id, segment, pre, env.settings, one_at_a_time
+                )
+        except SetwiseFailed as failed:
+            # Rolled back whole (a savepoint per run would cost every push two round trips);
+            # the segment runs again with that run applied one mutation at a time.
+            log.warning(
+                "sync push %s/%s: a set-wise run from %d failed (%s); one at a time",
+                group,
+                client_id,
+                failed.first_id,
+                type(failed.__cause__).__name__,
+            )
+            one_at_a_time.add(failed.first_id)
+            continue
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -259,7 +304,16 @@ async def _apply_segment(
                 attempt + 2,
             )
             await asyncio.sleep(0.02 * (2**attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+            attempt += 1
+
+
+class SetwiseFailed(Exception):
+    """A set-wise run failed for a reason other than a transient one (a row that a concurrent
+    writer removed, say): its transaction is rolled back and the run goes one at a time."""
+
+    def __init__(self, first_id: int) -> None:
+        super().__init__(first_id)
+        self.first_id = first_id
 
 
 LATER = "Try again later."
@@ -273,18 +327,18 @@ async def _apply_locked(
     segment: list[Mutation],
     pre: Outcome | Rejected | None,
     settings: Settings,
+    one_at_a_time: set[int],
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Inside the segment's transaction: the client row locked once; the new mutations applied
     in runs, set-wise where their names allow (sync/batch.py) and one at a time in a savepoint
     otherwise; then the stored results and `lastMutationId` written once, all committed
     together."""
-    client = await _locked_client(group, client_id)
-    last = int(client.last_mutation_id)
+    client_pk, last = await _locked_client(group, client_id)
     stored: dict[int, dict[str, Any]] = {}
     seen = [m.id for m in segment if m.id <= last]
     if seen:
         rows = await SyncMutationResult.filter(
-            client_id=client.id, mutation_id__in=seen
+            client_id=client_pk, mutation_id__in=seen
         ).values_list("mutation_id", "result")
         stored = {int(str(mid)): json.loads(str(text)) for mid, text in rows}
     # The new mutations: ids that run on from `lastMutationId` (a gap stops the client).
@@ -297,7 +351,7 @@ async def _apply_locked(
     fresh: dict[int, dict[str, Any]] = {}  # applied in this transaction, not yet stored
     later: int | None = None  # the mutation that met a rate limit: it and the rest wait
     for setwise, run in _runs(new):
-        if setwise:
+        if setwise and run[0].id not in one_at_a_time:
             answered = await _apply_run(viewer, group, run)
         else:
             answered = []
@@ -343,10 +397,14 @@ async def _apply_locked(
                 ("result", "text"),
                 ("created_at", "timestamptz"),
             ],
-            [(client.id, mid, json.dumps(r), datetime.now(UTC)) for mid, r in fresh.items()],
+            [(client_pk, mid, json.dumps(r), datetime.now(UTC)) for mid, r in fresh.items()],
         )
-        await SyncClient.filter(id=client.id).update(
-            last_mutation_id=last, updated_at=datetime.now(UTC)
+        db = _db()
+        p = bulk.placeholder
+        await db.execute_query(
+            f"UPDATE sync_clients SET last_mutation_id = {p(db, 1)}, "  # noqa: S608
+            f"updated_at = {p(db, 2)} WHERE id = {p(db, 3)}",
+            bulk.params(db, [last, datetime.now(UTC), client_pk]),
         )
     return results, stop
 
@@ -364,22 +422,12 @@ def _runs(mutations: list[Mutation]) -> list[tuple[bool, list[Mutation]]]:
 
 
 async def _apply_run(viewer: Viewer, group: str, run: list[Mutation]) -> list[dict[str, Any]]:
-    """A run applied set-wise in a savepoint; if its write fails, rolled back and applied again
-    one mutation at a time, so that only the bad mutation is REJECTED."""
     try:
-        async with scopes.transaction():
-            applied = await batch.apply_run(viewer, group, run)
+        applied = await batch.apply_run(viewer, group, run)
     except Exception as error:
         if is_transient(error):
             raise
-        log.warning(
-            "sync push %s/%s: a set-wise run of %d failed (%s); one at a time",
-            group,
-            run[0].client_id,
-            len(run),
-            type(error).__name__,
-        )
-        return [await _process(viewer, group, m, None) for m in run]
+        raise SetwiseFailed(run[0].id) from error
     return [_answer(a.mutation, a.outcome, a.canonical) for a in applied]
 
 
