@@ -111,7 +111,7 @@ async def main(base: str) -> None:
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://b", timeout=600
             ) as c:
-                await run(c, settings.database_url)
+                await run(c, base)
     finally:
         admin = await asyncpg.connect(base.replace("postgres://", "postgresql://", 1))
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

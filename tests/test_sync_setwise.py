@@ -284,7 +284,7 @@ async def test_a_set_wise_run_whose_write_fails_is_applied_one_at_a_time(
     tree = await make_course(user.id)
     topics = [str(t) for t in tree.topic_ids]
     real = bulk.insert
-    failures = []
+    failures: list[str] = []
 
     async def failing_progress_write(db: Any, table: str, *args: Any, **kwargs: Any) -> None:
         if table == "topic_progress" and not failures:
