@@ -40,7 +40,7 @@ async def sync_push(info: Info, body: dict[str, Any]) -> dict[str, Any]:
 async def sync_pull(info: Info, body: dict[str, Any]) -> dict[str, Any]:
     context = _context(info)
     viewer = context.require_viewer()
-    return await pulls.pull(viewer, body, context.settings)
+    return (await pulls.pull(viewer, body, context.settings)).parsed()
 
 
 async def sync_poke(info: Info) -> AsyncIterator[list[dict[str, object]] | None]:

@@ -4,30 +4,39 @@ consistent snapshot, ordered by (scope, version, type, id) and paginated by `lim
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from tortoise import connections
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from models import Course, CourseMember, SyncEntry, SyncScope
+from models import SyncEntry, SyncScope, bulk
 from services import scopes
 from services.accounts import Viewer
 from settings import Settings
 from sync import cookie as cookies
 from sync import gc
 from sync.cookie import ScopeState
-from sync.protocol import parse_pull
-from sync.push import bind_group, entry_patch, last_mutation_ids
+from sync.protocol import PullRequest, parse_pull
+from sync.push import bind_group, last_mutation_ids
+
+_text = encode_basestring_ascii
 
 
-async def accessible_scopes(user_id: uuid.UUID) -> set[str]:
-    owned = await Course.filter(owner_id=user_id, deleted_at=None).values_list("id", flat=True)
-    shared = await CourseMember.filter(user_id=user_id, course__deleted_at=None).values_list(
-        "course_id", flat=True
+async def accessible_scopes(user_id: uuid.UUID, db: Any = None) -> set[str]:
+    """The user's scope and those of the live courses it owns or is a member of (one query)."""
+    db = db or connections.get("default")
+    p = bulk.placeholder(db, 1)
+    rows = await db.execute_query_dict(
+        f"SELECT id FROM courses WHERE owner_id = {p} AND deleted_at IS NULL UNION "  # noqa: S608
+        "SELECT m.course_id FROM course_members m JOIN courses c ON c.id = m.course_id "
+        f"WHERE m.user_id = {p} AND c.deleted_at IS NULL",
+        bulk.params(db, [user_id, user_id]) if bulk.is_sqlite(db) else [user_id],
     )
-    return {scopes.user_scope(user_id)} | {scopes.course_scope(str(c)) for c in [*owned, *shared]}
+    ids = {str(row["id"]) for row in rows}
+    return {scopes.user_scope(user_id)} | {scopes.course_scope(c) for c in ids}
 
 
 async def _ensure(keys: set[str]) -> None:
@@ -40,42 +49,99 @@ async def _ensure(keys: set[str]) -> None:
             await scopes.lock(key)
 
 
-def _after(state: ScopeState) -> Q:
-    if state.cursor is None:
-        return Q(version__gt=state.version)
-    v, kind, ident = state.cursor
-    return (
-        Q(version__gt=v)
-        | Q(version=v, type__gt=kind)
-        | Q(version=v, type=kind, entity_id__gt=ident)
-    )
-
-
 def checksum(rows: list[tuple[str, str, int]]) -> str:
     """Of a scope's live rows: sha256 over sorted `type:id:version` lines, first 16 hex digits."""
     text = "\n".join(f"{t}:{i}:{v}" for t, i, v in sorted(rows))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-async def pull(viewer: Viewer, body: Any, settings: Settings) -> dict[str, Any]:
+class Page(dict[str, Any]):
+    """A pull's answer. Its patches are kept as JSON text (`patches_json`): an entry's data is
+    stored as JSON and goes out as it is stored, never parsed and encoded again."""
+
+    patches_json: list[str]
+
+    def as_json(self) -> bytes:
+        """The answer's JSON, with the stored texts spliced in."""
+        head = json.dumps({k: v for k, v in self.items() if k != "patches"}, separators=(",", ":"))
+        return f'{head[:-1]},"patches":[{",".join(self.patches_json)}]}}'.encode()
+
+    def parsed(self) -> dict[str, Any]:
+        """The answer as plain data (GraphQL's JSON scalar)."""
+        return {**self, "patches": [json.loads(text) for text in self.patches_json]}
+
+
+def _patch_json(scope: str, kind: str, ident: str, version: int, op: str, data: str | None) -> str:
+    head = (
+        f'{{"op":"{op}","scope":{_text(scope)},"type":{_text(kind)},"id":{_text(ident)},'
+        f'"version":{int(version)}'
+    )
+    if op == "PUT" and data is not None:
+        return f'{head},"data":{data}}}'
+    return head + "}"
+
+
+async def _entries(db: Any, scope: str, state: ScopeState, limit: int) -> list[dict[str, Any]]:
+    """The scope's entries after the state's cursor, in (version, type, id) order."""
+    p = bulk.placeholder
+    where = f"scope = {p(db, 1)}"
+    args: list[Any] = [scope]
+    if state.cursor is None:
+        where += f" AND version > {p(db, 2)}"
+        args.append(state.version)
+    else:
+        v, kind, ident = state.cursor
+        # Row comparison, as the (scope, version, type, entity_id) index is ordered.
+        where += f" AND (version, type, entity_id) > ({p(db, 2)}, {p(db, 3)}, {p(db, 4)})"
+        args += [v, kind, ident]
+    if state.whole:
+        where += " AND op = 'PUT'"
+    query = (
+        "SELECT type, entity_id, version, op, data FROM sync_entries "  # noqa: S608
+        f"WHERE {where} ORDER BY version, type, entity_id LIMIT {int(limit)}"
+    )
+    return await db.execute_query_dict(query, args)
+
+
+async def pull(viewer: Viewer, body: Any, settings: Settings) -> Page:
     request = parse_pull(body)
     await bind_group(request.client_group_id, viewer.id)
     states = cookies.decode(request.cookie, settings.signing_key)
     await gc.maybe_collect(settings)
+    for _ in range(3):
+        page = await _page(viewer, request, states, settings)
+        if isinstance(page, Page):
+            return page
+        # Scopes seen for the first time are back-filled (a write), outside the snapshot.
+        await _ensure(page)
     await _ensure(await accessible_scopes(viewer.id))
+    page = await _page(viewer, request, states, settings)
+    if not isinstance(page, Page):
+        raise RuntimeError("sync scopes kept appearing during a pull")
+    return page
+
+
+async def _page(
+    viewer: Viewer, request: PullRequest, states: dict[str, ScopeState], settings: Settings
+) -> Page | set[str]:
+    """The page, in one snapshot; or the scopes that must be back-filled first."""
+    states = dict(states)
     async with in_transaction() as connection:
         if connections.get("default").capabilities.dialect != "sqlite":
             await connection.execute_script(
                 "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
             )
-        reachable = await accessible_scopes(viewer.id)
+        reachable = await accessible_scopes(viewer.id, connection)
         rows = await SyncScope.filter(key__in=list(reachable)).values(
             "key", "version", "gc_version"
         )
         current = {row["key"]: (int(row["version"]), int(row["gc_version"])) for row in rows}
-        patches: list[dict[str, Any]] = []
+        missing = {key for key in reachable if current.get(key, (0, 0))[0] == 0}
+        if missing:
+            return missing
+        patches: list[str] = []
         for key in sorted(set(states) - set(current)):
-            patches.append({"op": "DROP_SCOPE", "scope": key, "type": "", "id": "", "version": 0})
+            patches.append(_patch_json(key, "", "", 0, "DROP_SCOPE", None))
             del states[key]
         resets: list[str] = []
         for key, (_, gc_version) in current.items():
@@ -94,18 +160,18 @@ async def pull(viewer: Viewer, body: Any, settings: Settings) -> dict[str, Any]:
             if room == 0:
                 has_more = True
                 break
-            query = SyncEntry.filter(Q(scope=key) & _after(state))
-            if state.whole:
-                query = query.filter(op="PUT")
-            found = await query.order_by("version", "type", "entity_id").limit(room + 1)
+            found = await _entries(connection, key, state, room + 1)
             if len(found) > room:
                 found = found[:room]
                 last = found[-1]
-                state.cursor = (int(last.version), last.type, last.entity_id)
+                state.cursor = (int(last["version"]), last["type"], last["entity_id"])
                 has_more = True
             else:
                 states[key] = ScopeState(version=version)
-            patches.extend(entry_patch(row) for row in found)
+            patches.extend(
+                _patch_json(key, r["type"], r["entity_id"], r["version"], r["op"], r["data"])
+                for r in found
+            )
             room -= len(found)
         lmids = await last_mutation_ids(request.client_group_id)
         sums: dict[str, str] | None = None
@@ -116,13 +182,13 @@ async def pull(viewer: Viewer, body: Any, settings: Settings) -> dict[str, Any]:
                     "type", "entity_id", "version"
                 )
                 sums[key] = checksum([(str(t), str(i), int(v)) for t, i, v in live])
-    result: dict[str, Any] = {
-        "cookie": cookies.encode(states, settings.signing_key),
-        "hasMore": has_more,
-        "lastMutationIds": lmids,
-        "patches": patches,
-        "resetScopes": sorted(resets),
-    }
+    result = Page(
+        cookie=cookies.encode(states, settings.signing_key),
+        hasMore=has_more,
+        lastMutationIds=lmids,
+        resetScopes=sorted(resets),
+    )
     if sums is not None:
         result["checksums"] = sums
+    result.patches_json = patches
     return result

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from resolvers.context import bearer_token
@@ -43,7 +43,7 @@ def _error(
     return JSONResponse({"error": {"code": code.value, "message": message, "field": field}}, status)
 
 
-async def _handle(request: Request, push: bool) -> JSONResponse:
+async def _handle(request: Request, push: bool) -> Response:
     settings = request.app.state.settings
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
@@ -63,7 +63,8 @@ async def _handle(request: Request, push: bool) -> JSONResponse:
             env = pushes.env_from_app(request.app.state, settings)
             result = await pushes.push(viewer, body, env, size=len(raw))
         else:
-            result = await pulls.pull(viewer, body, settings)
+            page = await pulls.pull(viewer, body, settings)
+            return Response(page.as_json(), media_type="application/json")
     except DomainError as error:
         return _error(error.code, error.message, error.field, STATUS.get(error.code, 400))
     except Exception as error:
@@ -87,11 +88,11 @@ def _unavailable(push_raw: bytes | None) -> JSONResponse:
     return JSONResponse(content, status_code=503, headers=headers)
 
 
-async def sync_push(request: Request) -> JSONResponse:
+async def sync_push(request: Request) -> Response:
     return await _handle(request, push=True)
 
 
-async def sync_pull(request: Request) -> JSONResponse:
+async def sync_pull(request: Request) -> Response:
     return await _handle(request, push=False)
 
 
