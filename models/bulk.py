@@ -8,6 +8,7 @@ Values go in as Python objects; UUIDs are turned into text for SQLite, which sto
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -15,6 +16,43 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 Column = tuple[str, str]  # (name, PostgreSQL type of its array elements: uuid, text, int, ...)
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def _renumber(query: str, offset: int) -> str:
+    return _PARAM.sub(lambda m: f"${int(m[1]) + offset}", query)
+
+
+class Writes:
+    """Writes of one transaction held back and sent together. On PostgreSQL they go out as ONE
+    statement, each a data-modifying `WITH` part (`WITH w1 AS (INSERT …), w2 AS (UPDATE …)
+    SELECT 1`): one round trip for a push's every table. The parts share one snapshot and do
+    not see each other's rows, so no two may touch the same row (the callers write disjoint
+    rows). SQLite, with no round trip to save, runs each at once."""
+
+    def __init__(self, db: BaseDBAsyncClient) -> None:
+        self.db = db
+        self.parts: list[tuple[str, list[Any]]] = []
+
+    async def add(self, query: str, args: list[Any]) -> None:
+        if is_sqlite(self.db):
+            await self.db.execute_query(query, args)
+        else:
+            self.parts.append((query, args))
+
+    async def flush(self) -> None:
+        parts, self.parts = self.parts, []
+        if not parts:
+            return
+        if len(parts) == 1:
+            await self.db.execute_query(*parts[0])
+            return
+        ctes: list[str] = []
+        args: list[Any] = []
+        for n, (query, values) in enumerate(parts, 1):
+            ctes.append(f"w{n} AS ({_renumber(query, len(args))})")
+            args += values
+        await self.db.execute_query(f"WITH {', '.join(ctes)} SELECT 1", args)
 
 
 def is_sqlite(db: BaseDBAsyncClient) -> bool:
@@ -52,9 +90,11 @@ async def insert(
     columns: Sequence[Column],
     rows: Sequence[Sequence[Any]],
     on_conflict: str = "",
+    into: Writes | None = None,
 ) -> None:
     """Insert `rows` (one value per column, in order); `on_conflict` is appended as written
-    (`ON CONFLICT (a, b) DO UPDATE SET c = excluded.c`, or `DO NOTHING`)."""
+    (`ON CONFLICT (a, b) DO UPDATE SET c = excluded.c`, or `DO NOTHING`). With `into`, the
+    statement joins those writes instead of going out at once."""
     if not rows:
         return
     names = ", ".join(name for name, _ in columns)
@@ -65,7 +105,11 @@ async def insert(
         return
     arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, 1))
     query = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {on_conflict}"  # noqa: S608
-    await db.execute_query(query, [list(column) for column in zip(*rows, strict=True)])
+    args = [list(column) for column in zip(*rows, strict=True)]
+    if into is not None:
+        await into.add(query, args)
+    else:
+        await db.execute_query(query, args)
 
 
 async def update(
@@ -74,6 +118,7 @@ async def update(
     key: Column,
     columns: Sequence[Column],
     rows: Sequence[Sequence[Any]],
+    into: Writes | None = None,
 ) -> None:
     """Set `columns` of the rows whose `key` is the first value of each row."""
     if not rows:
@@ -91,4 +136,8 @@ async def update(
         f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS u({aliases}) "  # noqa: S608
         f"WHERE t.{key[0]} = u.{key[0]}"
     )
-    await db.execute_query(query, [list(column) for column in zip(*rows, strict=True)])
+    args = [list(column) for column in zip(*rows, strict=True)]
+    if into is not None:
+        await into.add(query, args)
+    else:
+        await db.execute_query(query, args)

@@ -49,6 +49,7 @@ from models import (
     SyncScope,
     Topic,
     TopicProgress,
+    bulk,
 )
 
 PUT = "PUT"
@@ -326,18 +327,21 @@ def next_version(scope: str) -> int:
     return write.locked[scope] + 1
 
 
-async def bump(scope: str) -> int:
-    """The scope's version of this transaction: bumped by its first caller, reused after."""
+async def bump(scope: str, into: bulk.Writes | None = None) -> int:
+    """The scope's version of this transaction: bumped by its first caller, reused after.
+    With `into`, the update joins those writes (sent before the transaction commits)."""
     write = _current_write("bump")
     version = write.bumped.get(scope)
     if version is None:
         version = await lock(scope) + 1
         db = _db()
         a, b, c = _params(db, 3)
-        await db.execute_query(
-            f"UPDATE sync_scopes SET version = {a}, updated_at = {b} WHERE key = {c}",  # noqa: S608
-            [version, datetime.now(UTC), scope],
-        )
+        query = f"UPDATE sync_scopes SET version = {a}, updated_at = {b} WHERE key = {c}"  # noqa: S608
+        args = [version, datetime.now(UTC), scope]
+        if into is not None:
+            await into.add(query, args)
+        else:
+            await db.execute_query(query, args)
         write.bumped[scope] = write.locked[scope] = version
         write.changed.append((scope, version))
     return version

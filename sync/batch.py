@@ -162,7 +162,6 @@ class _Run:
     progress: dict[uuid.UUID, _Progress] = field(default_factory=dict)
     bookmarks: set[uuid.UUID] = field(default_factory=set)  # as the run goes
     bookmarked_before: set[uuid.UUID] = field(default_factory=set)
-    unbookmarked: set[uuid.UUID] = field(default_factory=set)  # removed at some point
     entries: dict[EntryKey, _Entry] = field(default_factory=dict)
     stamped: set[str] = field(default_factory=set)
     archive: list[tuple[Mutation, str, str, str]] = field(default_factory=list)
@@ -296,7 +295,6 @@ class _Run:
             return _superseded([key], "this bookmark (an addition wins)")
         if i.topic in self.bookmarks:
             self.bookmarks.discard(i.topic)
-            self.unbookmarked.add(i.topic)
             self.delete(key)
         return Outcome()
 
@@ -474,9 +472,13 @@ def _failure(error: Exception) -> Rejected:
     return Rejected(error.code, error.message)
 
 
-async def apply_run(viewer: Viewer, group: str, run: list[Mutation]) -> list[Applied]:
+async def apply_run(
+    viewer: Viewer, group: str, run: list[Mutation], writes: bulk.Writes
+) -> list[Applied]:
     """Apply a run of new mutations (names in SETWISE, ids consecutive) of one client: read,
-    decide, write. Inside the caller's transaction, with `scopes` tracking it."""
+    decide, and add the writes to `writes` (the caller sends them before it commits; before
+    this reads, the writes of earlier runs must have gone out). Inside the caller's
+    transaction, with `scopes` tracking it."""
     state = _Run(viewer, group, connections.get("default"))
     intents: list[_Intent | Rejected] = []
     for m in run:
@@ -503,7 +505,7 @@ async def apply_run(viewer: Viewer, group: str, run: list[Mutation]) -> list[App
         elif outcome.conflict:
             state.archive.append((m, "conflict", outcome.code or "", outcome.message or ""))
         applied.append(Applied(m, outcome, canonical))
-    await _write(state)
+    await _write(state, writes)
     return applied
 
 
@@ -650,11 +652,13 @@ def _excluded(*names: str) -> str:
     return ", ".join(f"{name} = excluded.{name}" for name in names)
 
 
-async def _write(state: _Run) -> None:
+async def _write(state: _Run, into: bulk.Writes) -> None:
+    """One multi-row write per table, into `into` (on PostgreSQL one statement in all: each
+    table's rows are distinct, as its parts may not see each other's)."""
     db, user, now = state.db, state.viewer.id, state.now
     for scope in sorted(state.stamped):
         planned = scopes.next_version(scope)
-        if await scopes.bump(scope) != planned:
+        if await scopes.bump(scope, into) != planned:
             raise RuntimeError(f"scope {scope} moved under its lock")
 
     progress = [(t, p) for t, p in state.progress.items() if p.changed]
@@ -673,22 +677,26 @@ async def _write(state: _Run) -> None:
         [(p.id, user, t, p.completed, p.completed_at, p.score, now) for t, p in progress],
         "ON CONFLICT (user_id, topic_id) DO UPDATE SET "
         + _excluded("completed", "completed_at", "score", "updated_at"),
+        into,
     )
 
-    gone = state.bookmarked_before & state.unbookmarked
+    # A bookmark removed and added again within the run keeps its row (the delete and the
+    # insert of one row cannot share a statement); its entry is stamped all the same.
+    gone = state.bookmarked_before - state.bookmarks
     if gone:
         where, args = bulk.any_of(db, "topic_id", "uuid", gone, 2)
-        await db.execute_query(
+        await into.add(
             f"DELETE FROM bookmarks WHERE user_id = {bulk.placeholder(db, 1)} AND {where}",  # noqa: S608
             bulk.params(db, [user, *args]),
         )
-    added = [t for t in state.bookmarks if t not in state.bookmarked_before or t in gone]
+    added = state.bookmarks - state.bookmarked_before
     await bulk.insert(
         db,
         "bookmarks",
         [("id", "uuid"), ("user_id", "uuid"), ("topic_id", "uuid"), ("created_at", "timestamptz")],
         [(uuid.uuid4(), user, t, now) for t in sorted(added)],
         "ON CONFLICT (user_id, topic_id) DO NOTHING",
+        into,
     )
 
     notes = [n for n in state.notes.values() if n.changed]
@@ -739,6 +747,7 @@ async def _write(state: _Run) -> None:
             for c in state.courses.values()
             if c.changed
         ],
+        into,
     )
 
     await bulk.insert(
@@ -770,6 +779,7 @@ async def _write(state: _Run) -> None:
         ],
         "ON CONFLICT (scope, type, entity_id) DO UPDATE SET "
         + _excluded("version", "op", "data", "changed_at", "clocks"),
+        into,
     )
 
     rows = []
@@ -797,4 +807,5 @@ async def _write(state: _Run) -> None:
             ("created_at", "timestamptz"),
         ],
         rows,
+        into=into,
     )

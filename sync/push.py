@@ -279,10 +279,10 @@ async def _apply_segment(
                 "sync push %s/%s: a set-wise run from %d failed (%s); one at a time",
                 group,
                 client_id,
-                failed.first_id,
+                failed.first_ids[0],
                 type(failed.__cause__).__name__,
             )
-            one_at_a_time.add(failed.first_id)
+            one_at_a_time.update(failed.first_ids)
             continue
         except Exception as error:
             if not is_transient(error):
@@ -311,9 +311,9 @@ class SetwiseFailed(Exception):
     """A set-wise run failed for a reason other than a transient one (a row that a concurrent
     writer removed, say): its transaction is rolled back and the run goes one at a time."""
 
-    def __init__(self, first_id: int) -> None:
-        super().__init__(first_id)
-        self.first_id = first_id
+    def __init__(self, first_ids: list[int]) -> None:
+        super().__init__(first_ids)
+        self.first_ids = list(first_ids)
 
 
 LATER = "Try again later."
@@ -350,9 +350,24 @@ async def _apply_locked(
             break
     fresh: dict[int, dict[str, Any]] = {}  # applied in this transaction, not yet stored
     later: int | None = None  # the mutation that met a rate limit: it and the rest wait
+    db = _db()
+    writes = bulk.Writes(db)  # set-wise writes, sent together (before a read, and at the end)
+    pending: list[int] = []  # first ids of the set-wise runs whose writes have not gone out
+
+    async def send() -> None:
+        try:
+            await writes.flush()
+        except Exception as error:
+            if is_transient(error) or not pending:
+                raise
+            raise SetwiseFailed(pending) from error
+        pending.clear()
+
     for setwise, run in _runs(new):
+        await send()  # what this run reads includes what the runs before it wrote
         if setwise and run[0].id not in one_at_a_time:
-            answered = await _apply_run(viewer, group, run)
+            answered = await _apply_run(viewer, group, run, writes)
+            pending.append(run[0].id)
         else:
             answered = []
             for m in run:
@@ -389,7 +404,7 @@ async def _apply_locked(
             last = m.id
     if fresh:
         await bulk.insert(
-            connections.get("default"),
+            db,
             "sync_mutation_results",
             [
                 ("client_id", "uuid"),
@@ -398,14 +413,15 @@ async def _apply_locked(
                 ("created_at", "timestamptz"),
             ],
             [(client_pk, mid, json.dumps(r), datetime.now(UTC)) for mid, r in fresh.items()],
+            into=writes,
         )
-        db = _db()
         p = bulk.placeholder
-        await db.execute_query(
+        await writes.add(
             f"UPDATE sync_clients SET last_mutation_id = {p(db, 1)}, "  # noqa: S608
             f"updated_at = {p(db, 2)} WHERE id = {p(db, 3)}",
             bulk.params(db, [last, datetime.now(UTC), client_pk]),
         )
+    await send()
     return results, stop
 
 
@@ -421,13 +437,15 @@ def _runs(mutations: list[Mutation]) -> list[tuple[bool, list[Mutation]]]:
     return runs
 
 
-async def _apply_run(viewer: Viewer, group: str, run: list[Mutation]) -> list[dict[str, Any]]:
+async def _apply_run(
+    viewer: Viewer, group: str, run: list[Mutation], writes: bulk.Writes
+) -> list[dict[str, Any]]:
     try:
-        applied = await batch.apply_run(viewer, group, run)
+        applied = await batch.apply_run(viewer, group, run, writes)
     except Exception as error:
         if is_transient(error):
             raise
-        raise SetwiseFailed(run[0].id) from error
+        raise SetwiseFailed([run[0].id]) from error
     return [_answer(a.mutation, a.outcome, a.canonical) for a in applied]
 
 
