@@ -20,7 +20,9 @@ import uuid
 from collections.abc import AsyncGenerator, Iterable
 from typing import Protocol
 
-from models import Course, CourseMember, SyncEntry
+from tortoise import connections
+
+from models import bulk
 from services.scopes import Changed, CommitListener
 from subscriptions.broker import Broker
 
@@ -74,18 +76,35 @@ async def _course_readers(latest: dict[str, int]) -> dict[str, set[str]]:
     scopes = [s for s in latest if s.startswith("course:")]
     if not scopes:
         return {}
-    ids = [s.partition(":")[2] for s in scopes]
-    readers: dict[str, set[str]] = {}
-    for row in await Course.filter(id__in=ids).values("id", "owner_id"):
-        readers.setdefault(f"course:{row['id']}", set()).add(str(row["owner_id"]))
-    for row in await CourseMember.filter(course_id__in=ids).values("course_id", "user_id"):
-        readers.setdefault(f"course:{row['course_id']}", set()).add(str(row["user_id"]))
-    removed = await SyncEntry.filter(scope__in=scopes, type="member", op="DEL").values(
-        "scope", "entity_id", "version"
+    ids = [uuid.UUID(s.partition(":")[2]) for s in scopes]
+    # One statement (it runs after every commit that touched a course).
+    db = connections.get("default")
+    in_courses, course_args = bulk.any_of(db, "id", "uuid", ids, 1)
+    in_members, member_args = bulk.any_of(db, "course_id", "uuid", ids, 1 + len(course_args))
+    start = 1 + len(course_args) + len(member_args)
+    in_scopes, scope_args = bulk.any_of(db, "scope", "text", scopes, start)
+    if bulk.is_sqlite(db):  # numbered from the start for each part; SQLite's `?` take them in turn
+        args = [*course_args, *member_args, *scope_args]
+    else:
+        in_members = in_members.replace(f"${1 + len(course_args)}", "$1")
+        in_scopes = in_scopes.replace(f"${start}", "$2")
+        args = [*course_args, *scope_args]
+    rows = await db.execute_query_dict(
+        "SELECT 'owner' AS k, CAST(id AS TEXT) AS course, CAST(owner_id AS TEXT) AS u, "  # noqa: S608
+        f"0 AS v FROM courses WHERE {in_courses} UNION ALL "
+        "SELECT 'member', CAST(course_id AS TEXT), CAST(user_id AS TEXT), 0 "
+        f"FROM course_members WHERE {in_members} UNION ALL "
+        "SELECT 'removed', scope, entity_id, version FROM sync_entries "
+        f"WHERE {in_scopes} AND type = 'member' AND op = 'DEL'",
+        args,
     )
-    for row in removed:
-        if int(row["version"]) == latest[row["scope"]]:
-            readers.setdefault(row["scope"], set()).add(str(row["entity_id"]))
+    readers: dict[str, set[str]] = {}
+    for row in rows:
+        if row["k"] == "removed":
+            if int(row["v"]) == latest[row["course"]]:
+                readers.setdefault(row["course"], set()).add(str(row["u"]))
+        else:
+            readers.setdefault(f"course:{row['course']}", set()).add(str(row["u"]))
     return readers
 
 
