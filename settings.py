@@ -11,6 +11,7 @@ import secrets
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -135,6 +136,12 @@ class Settings(BaseSettings):
     # connection is never held longer than this by one statement and the pool keeps turning.
     db_command_timeout_seconds: float = Field(default=10.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # What sits between the service and PostgreSQL. "transaction": a pooler in transaction
+    # pooling mode (PgBouncer): no prepared statement outlives a statement (asyncpg's cache
+    # off) and no startup parameters are sent (PgBouncer refuses them); the two server-side
+    # timeouts above must then be set where the pooler passes them on: on the role or the
+    # database (ALTER ROLE … SET statement_timeout = …) or in PgBouncer's connect_query.
+    database_pooler: Literal["none", "transaction"] = Field(default="none", alias="DATABASE_POOLER")
     # Pool sizes are db_pool_min / db_pool_max above (per process); a request waiting for a
     # free connection is bounded by request_timeout_seconds.
     # Introspection and GraphiQL: None means on outside production, off in production.

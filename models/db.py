@@ -55,12 +55,20 @@ def connection_config(settings: Settings) -> str | dict[str, Any]:
         return url
     config = expand_db_url(url)
     credentials = config["credentials"]
-    server_settings = dict(credentials.get("server_settings") or {})
-    server_settings.setdefault("statement_timeout", str(settings.db_statement_timeout_ms))
-    server_settings.setdefault(
-        "idle_in_transaction_session_timeout", str(settings.db_idle_in_transaction_timeout_ms)
-    )
-    credentials["server_settings"] = server_settings
+    if settings.database_pooler == "transaction":
+        # Behind PgBouncer in transaction mode a server connection changes hands after every
+        # transaction: a named prepared statement would be missing on the next one, and
+        # startup parameters are refused ("unsupported startup parameter"). The server-side
+        # timeouts come from the role, the database or the pooler's connect_query instead.
+        credentials["statement_cache_size"] = 0
+        credentials.pop("server_settings", None)
+    else:
+        server_settings = dict(credentials.get("server_settings") or {})
+        server_settings.setdefault("statement_timeout", str(settings.db_statement_timeout_ms))
+        server_settings.setdefault(
+            "idle_in_transaction_session_timeout", str(settings.db_idle_in_transaction_timeout_ms)
+        )
+        credentials["server_settings"] = server_settings
     credentials.setdefault("timeout", settings.db_connect_timeout_seconds)
     credentials.setdefault("command_timeout", settings.db_command_timeout_seconds)
     # Connections idle this long are closed: after a database restart the pool refills.

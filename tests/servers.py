@@ -182,3 +182,96 @@ class PrivatePostgres:
             self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30")
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
+
+
+class PrivatePgBouncer:
+    """PgBouncer (Debian's package) in transaction pooling mode in front of a PostgreSQL server,
+    on a free loopback port. The pool's server connections get the statement and idle
+    timeouts from `connect_query`, the way a pooler passes them on (startup parameters it
+    refuses). PgBouncer will not run as root: as root it runs as the `postgres` OS user."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        statement_timeout_ms: int = 5000,
+        idle_timeout_ms: int = 10_000,
+        pool_size: int = 4,
+    ) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self.statement_timeout_ms = statement_timeout_ms
+        self.idle_timeout_ms = idle_timeout_ms
+        self.pool_size = pool_size
+        self.root: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        return shutil.which("pgbouncer") or (
+            "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+        )
+
+    def url(self, database: str, user: str = "postgres") -> str:
+        return f"postgres://{user}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        binary = self.binary()
+        assert binary is not None, "pgbouncer is not installed"
+        self.root = Path(tempfile.mkdtemp(prefix="coursegen-pgbouncer-"))
+        (self.root / "users.txt").write_text('"postgres" ""\n')
+        host, port = self.target
+        connect_query = (
+            f"SET statement_timeout = {self.statement_timeout_ms}; "
+            f"SET idle_in_transaction_session_timeout = {self.idle_timeout_ms}"
+        )
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={host} port={port} connect_query='{connect_query}'\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir = {self.root}\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.root / 'users.txt'}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {self.pool_size}\nmax_client_conn = 500\n"
+            "ignore_startup_parameters = extra_float_digits\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+        )
+        command = [binary, str(self.root / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            for item in self.root.iterdir():
+                shutil.chown(item, "postgres", "postgres")
+            command = ["runuser", "-u", "postgres", "--", *command]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pgbouncer exited: {self.log()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.5),
+            ):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"pgbouncer did not start: {self.log()}")
+
+    def log(self) -> str:
+        path = self.root / "pgbouncer.log" if self.root else None
+        return path.read_text()[-2000:] if path and path.exists() else ""
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            if self.process.poll() is None:
+                self.process.kill()
+        self.process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
