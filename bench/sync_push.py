@@ -90,7 +90,7 @@ MIX = [
 ]
 
 
-async def main(base: str) -> None:
+async def main(base: str, pull_only: bool = False) -> None:
     logging.disable(logging.INFO)
     name = f"coursegen_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(base.replace("postgres://", "postgresql://", 1))
@@ -113,7 +113,7 @@ async def main(base: str) -> None:
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://b", timeout=600
             ) as c:
-                await run(c, base)
+                await run(c, base, pull_only)
     finally:
         admin = await asyncpg.connect(base.replace("postgres://", "postgresql://", 1))
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -173,7 +173,13 @@ async def _floor(database: str, batches: list[list[dict[str, Any]]]) -> float:
     return sum(len(b) for b in batches) / elapsed
 
 
-async def run(c: httpx.AsyncClient, database: str) -> None:
+async def run(c: httpx.AsyncClient, database: str, pull_only: bool = False) -> None:
+    if not pull_only:
+        await _pushes(c, database)
+    await _pull(c)
+
+
+async def _pushes(c: httpx.AsyncClient, database: str) -> None:
     print("push throughput, one device, sequential pushes (mix: 4 completeTopic, 3 saveNote,")
     print("2 bookmarkTopic, 1 renameCourse in 10; 3 courses of 100 topics, 30 notes)")
     for size, total in ((1, 300), (100, 3000), (1000, 10000)):
@@ -205,6 +211,8 @@ async def run(c: httpx.AsyncClient, database: str) -> None:
         total = devices * each
         print(f"  {total / elapsed:8.0f} mutations/s ({total} in {elapsed:.2f} s)")
 
+
+async def _pull(c: httpx.AsyncClient) -> None:
     user = await sign_up(c)
     headers = {"authorization": f"Bearer {user.token}"}
     print("initial pull of 10,000 rows")
@@ -258,4 +266,8 @@ if __name__ == "__main__":
         default="postgres://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL server's URL; a database of the bench's own is made and dropped there",
     )
-    asyncio.run(main(parser.parse_args().database))
+    parser.add_argument(
+        "--pull-only", action="store_true", help="only the initial pull (on a fresh database)"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.database, args.pull_only))
