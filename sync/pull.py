@@ -55,11 +55,19 @@ def checksum(rows: list[tuple[str, str, int]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class Page(dict[str, Any]):
-    """A pull's answer. Its patches are kept as JSON text (`patches_json`): an entry's data is
-    stored as JSON and goes out as it is stored, never parsed and encoded again."""
+# A patch as read: (scope, type, id, version, op, stored JSON text of the data or None).
+Row = tuple[str, str, str, int, str, str | None]
 
-    patches_json: list[str]
+
+class Page(dict[str, Any]):
+    """A pull's answer. Its patches are kept as read (`rows`): an entry's data is stored as JSON
+    and goes out as it is stored, never parsed and encoded again."""
+
+    rows: list[Row]
+
+    @property
+    def patches_json(self) -> list[str]:
+        return [_patch_json(*row) for row in self.rows]
 
     def as_json(self) -> bytes:
         """The answer's JSON, with the stored texts spliced in."""
@@ -139,9 +147,9 @@ async def _page(
         missing = {key for key in reachable if current.get(key, (0, 0))[0] == 0}
         if missing:
             return missing
-        patches: list[str] = []
+        patches: list[Row] = []
         for key in sorted(set(states) - set(current)):
-            patches.append(_patch_json(key, "", "", 0, "DROP_SCOPE", None))
+            patches.append((key, "", "", 0, "DROP_SCOPE", None))
             del states[key]
         resets: list[str] = []
         for key, (_, gc_version) in current.items():
@@ -169,7 +177,7 @@ async def _page(
             else:
                 states[key] = ScopeState(version=version)
             patches.extend(
-                _patch_json(key, r["type"], r["entity_id"], r["version"], r["op"], r["data"])
+                (key, r["type"], r["entity_id"], int(r["version"]), r["op"], r["data"])
                 for r in found
             )
             room -= len(found)
@@ -190,5 +198,5 @@ async def _page(
     )
     if sums is not None:
         result["checksums"] = sums
-    result.patches_json = patches
+    result.rows = patches
     return result

@@ -1,4 +1,6 @@
-"""`POST /sync/push` and `POST /sync/pull`: the sync protocol as plain JSON (sync-protocol.md).
+"""`POST /sync/push` and `POST /sync/pull`: the sync protocol as plain JSON (sync-protocol.md);
+`POST /replicache/push` and `POST /replicache/pull`: Replicache's protocol, version 1, onto the
+same sync (sync/replicache.py).
 
 Authenticated like the GraphQL API (`Authorization: Bearer <access token>`). Errors of the
 request as a whole: 400 INVALID_INPUT, 401 UNAUTHENTICATED, 403 FORBIDDEN (a client group of
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,7 +25,7 @@ from resolvers.context import bearer_token
 from services import accounts
 from services.availability import RETRY_AFTER_SECONDS, is_unavailable
 from services.errors import DomainError, ErrorCode
-from sync import protocol
+from sync import protocol, replicache
 from sync import pull as pulls
 from sync import push as pushes
 from sync.protocol import MAX_PUSH_BYTES
@@ -43,7 +46,10 @@ def _error(
     return JSONResponse({"error": {"code": code.value, "message": message, "field": field}}, status)
 
 
-async def _handle(request: Request, push: bool) -> Response:
+Action = Callable[[Request, accounts.Viewer, Any, int], Awaitable[Response]]
+
+
+async def _handle(request: Request, push: bool, action: Action) -> Response:
     settings = request.app.state.settings
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
@@ -59,12 +65,7 @@ async def _handle(request: Request, push: bool) -> Response:
             body: Any = json.loads(raw)
         except ValueError:
             return _error(ErrorCode.INVALID_INPUT, "The body is not JSON.")
-        if push:
-            env = pushes.env_from_app(request.app.state, settings)
-            result = await pushes.push(viewer, body, env, size=len(raw))
-        else:
-            page = await pulls.pull(viewer, body, settings)
-            return Response(page.as_json(), media_type="application/json")
+        return await action(request, viewer, body, len(raw))
     except DomainError as error:
         return _error(error.code, error.message, error.field, STATUS.get(error.code, 400))
     except Exception as error:
@@ -72,7 +73,6 @@ async def _handle(request: Request, push: bool) -> Response:
             log.warning("sync request failed: database unavailable", exc_info=True)
             return _unavailable(raw if push else None)
         raise
-    return JSONResponse(result)
 
 
 def _unavailable(push_raw: bytes | None) -> JSONResponse:
@@ -88,15 +88,58 @@ def _unavailable(push_raw: bytes | None) -> JSONResponse:
     return JSONResponse(content, status_code=503, headers=headers)
 
 
+async def _push(request: Request, viewer: accounts.Viewer, body: Any, size: int) -> Response:
+    env = pushes.env_from_app(request.app.state, request.app.state.settings)
+    return JSONResponse(await pushes.push(viewer, body, env, size=size))
+
+
+async def _pull(request: Request, viewer: accounts.Viewer, body: Any, size: int) -> Response:
+    page = await pulls.pull(viewer, body, request.app.state.settings)
+    return Response(page.as_json(), media_type="application/json")
+
+
+async def _replicache_push(
+    request: Request, viewer: accounts.Viewer, body: Any, size: int
+) -> Response:
+    env = pushes.env_from_app(request.app.state, request.app.state.settings)
+    answer = await replicache.push(viewer, body, env, size=size)
+    results = answer.get("results", [])
+    if any(r["status"] == protocol.RETRY_LATER for r in results):
+        # Not all applied: a non-200 makes Replicache push again, with its own backoff; what
+        # did apply is answered DUPLICATE then.
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return JSONResponse(answer, status_code=503, headers=headers)
+    return JSONResponse(answer)
+
+
+async def _replicache_pull(
+    request: Request, viewer: accounts.Viewer, body: Any, size: int
+) -> Response:
+    answer = await replicache.pull(viewer, body, request.app.state.settings)
+    if isinstance(answer, dict):  # ClientStateNotFound, VersionNotSupported: 200, per Replicache
+        return JSONResponse(answer)
+    return Response(answer, media_type="application/json")
+
+
 async def sync_push(request: Request) -> Response:
-    return await _handle(request, push=True)
+    return await _handle(request, True, _push)
 
 
 async def sync_pull(request: Request) -> Response:
-    return await _handle(request, push=False)
+    return await _handle(request, False, _pull)
+
+
+async def replicache_push(request: Request) -> Response:
+    return await _handle(request, False, _replicache_push)
+
+
+async def replicache_pull(request: Request) -> Response:
+    return await _handle(request, False, _replicache_pull)
 
 
 routes = [
     Route("/sync/push", sync_push, methods=["POST"]),
     Route("/sync/pull", sync_pull, methods=["POST"]),
+    Route("/replicache/push", replicache_push, methods=["POST"]),
+    Route("/replicache/pull", replicache_pull, methods=["POST"]),
 ]
