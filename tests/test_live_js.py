@@ -41,7 +41,7 @@ def node() -> str:
     node = shutil.which("node")
     if node is None:
         pytest.skip("Node.js is not installed")
-    if not (JS / "node_modules" / "graphql-sse").is_dir():
+    if not all((JS / "node_modules" / name).is_dir() for name in ("graphql-sse", "replicache")):
         npm = shutil.which("npm")
         if npm is None:
             pytest.skip("npm is not installed")
@@ -201,6 +201,6 @@ async def test_the_graphql_sse_client_sees_errors_of_a_job_it_may_not_see(
 def test_the_lock_file_pins_the_clients() -> None:
     lock = json.loads((JS / "package-lock.json").read_text())
     packages = lock["packages"]
-    for name in ("graphql-ws", "graphql-sse", "ws", "eventsource", "graphql"):
+    for name in ("graphql-ws", "graphql-sse", "ws", "eventsource", "graphql", "replicache"):
         assert f"node_modules/{name}" in packages
     assert Path(JS / "package.json").is_file()
