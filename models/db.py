@@ -45,6 +45,10 @@ def database_url(settings: Settings) -> str:
     return url
 
 
+async def _keep_session(connection: Any) -> None:
+    return None
+
+
 def connection_config(settings: Settings) -> str | dict[str, Any]:
     """The default connection: a URL for SQLite; for PostgreSQL the expanded form, so that
     every pooled connection gets server-side timeouts (a runaway statement is cancelled by the
@@ -69,6 +73,11 @@ def connection_config(settings: Settings) -> str | dict[str, Any]:
             "idle_in_transaction_session_timeout", str(settings.db_idle_in_transaction_timeout_ms)
         )
         credentials["server_settings"] = server_settings
+    # A connection going back to the pool is not reset with `RESET ALL; UNLISTEN *; ...`: we
+    # keep no session state (no SET, LISTEN or advisory lock), so it was one round trip per
+    # checkout for nothing, and behind PgBouncer its RESET ALL undid the timeouts that the
+    # pooler's connect_query sets. An open transaction is still rolled back by asyncpg.
+    credentials["reset"] = _keep_session
     credentials.setdefault("timeout", settings.db_connect_timeout_seconds)
     credentials.setdefault("command_timeout", settings.db_command_timeout_seconds)
     # Connections idle this long are closed: after a database restart the pool refills.

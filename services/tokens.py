@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -46,8 +47,30 @@ def issue_access_token(
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
+# Tokens this process verified, with their claims: a client sends the same token with every
+# request until it expires, and checking its signature and claims again cost more than the
+# request's session query. Expiry is checked on every use; a revoked session is still caught
+# by the session check that follows (services.accounts). Bounded; oldest forgotten first.
+_VERIFIED: OrderedDict[tuple[str, str, str, str], AccessClaims] = OrderedDict()
+VERIFIED_CACHE_SIZE = 10_000
+
+
 def decode_access_token(token: str, *, key: str, issuer: str, audience: str) -> AccessClaims:
     """Verify signature, algorithm, expiry, issuer and audience; raise UNAUTHENTICATED if not."""
+    cache_key = (token, key, issuer, audience)
+    known = _VERIFIED.get(cache_key)
+    if known is not None:
+        if known.expires_at > time.time():
+            return known
+        del _VERIFIED[cache_key]
+    claims = _verify(token, key=key, issuer=issuer, audience=audience)
+    _VERIFIED[cache_key] = claims
+    if len(_VERIFIED) > VERIFIED_CACHE_SIZE:
+        _VERIFIED.popitem(last=False)
+    return claims
+
+
+def _verify(token: str, *, key: str, issuer: str, audience: str) -> AccessClaims:
     try:
         claims = jwt.decode(
             token,

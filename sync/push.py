@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -95,8 +96,23 @@ def _db() -> Any:
     return connections.get("default")
 
 
+# (group, user) pairs this process has seen bound. A binding never changes (a group's row goes
+# only with its user, whose sessions go with it), so a push or pull of a known pair skips the
+# read. Bounded; the oldest are forgotten first.
+_BOUND: OrderedDict[tuple[str, str], None] = OrderedDict()
+BOUND_CACHE_SIZE = 50_000
+
+
+def forget_bindings() -> None:
+    """For tests that empty the sync tables under users that live on."""
+    _BOUND.clear()
+
+
 async def bind_group(group_id: str, user_id: uuid.UUID) -> None:
     """The group belongs to the user who used it first; anyone else is refused as a whole."""
+    pair = (group_id, str(user_id))
+    if pair in _BOUND:
+        return
     db = _db()
     p = bulk.placeholder
     select = f"SELECT user_id FROM sync_client_groups WHERE id = {p(db, 1)}"  # noqa: S608
@@ -110,6 +126,9 @@ async def bind_group(group_id: str, user_id: uuid.UUID) -> None:
         rows = await db.execute_query_dict(select, [group_id])
     if str(rows[0]["user_id"]) != str(user_id):
         raise forbidden("This client group belongs to another user; make a new one.")
+    _BOUND[pair] = None
+    if len(_BOUND) > BOUND_CACHE_SIZE:
+        _BOUND.popitem(last=False)
 
 
 async def _locked_client(group_id: str, client_id: str) -> tuple[uuid.UUID, int]:

@@ -11,6 +11,7 @@ import pytest
 from tortoise import connections
 
 from settings import Settings
+from sync import push as sync_push
 from sync.client import SyncReplica
 
 SYNC_TABLES = [
@@ -24,6 +25,7 @@ SYNC_TABLES = [
 
 
 async def clear_sync_tables() -> None:
+    sync_push.forget_bindings()
     connection = connections.get("default")
     for table in SYNC_TABLES:
         await connection.execute_query(f"DELETE FROM {table}")  # noqa: S608 -- fixed names

@@ -451,3 +451,26 @@ async def test_log_out_without_a_token_is_unauthenticated(client: httpx.AsyncCli
     _assert_unauthenticated(await _log_out(client, None))
 
     await _assert_accepted(client, user.token, user.id)
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires() -> None:
+    """The process remembers tokens it verified (services.tokens), but expiry is checked on
+    every use: a remembered token past its `exp` is refused like any expired one."""
+    from services import tokens
+    from services.errors import DomainError
+
+    key, iss, aud = "k" * 40, "coursegen", "coursegen-api"
+    user, session = uuid.uuid4(), uuid.uuid4()
+    token = tokens.issue_access_token(
+        key=key, issuer=iss, audience=aud, user_id=user, session_id=session, ttl_seconds=1
+    )
+    first = tokens.decode_access_token(token, key=key, issuer=iss, audience=aud)
+    assert first.user_id == user
+    assert tokens.decode_access_token(token, key=key, issuer=iss, audience=aud) is first
+    time.sleep(first.expires_at - time.time() + 0.2)
+    with pytest.raises(DomainError) as refused:
+        tokens.decode_access_token(token, key=key, issuer=iss, audience=aud)
+    assert refused.value.code.value == "UNAUTHENTICATED"
+    # Another key (a rotated secret) is not answered from what the old one verified.
+    with pytest.raises(DomainError):
+        tokens.decode_access_token(token, key="x" * 40, issuer=iss, audience=aud)
