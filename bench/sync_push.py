@@ -14,8 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -90,7 +96,7 @@ MIX = [
 ]
 
 
-async def main(base: str, pull_only: bool = False) -> None:
+async def main(base: str, pull_only: bool = False, processes: int = 0) -> None:
     logging.disable(logging.INFO)
     name = f"coursegen_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(base.replace("postgres://", "postgresql://", 1))
@@ -113,7 +119,10 @@ async def main(base: str, pull_only: bool = False) -> None:
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://b", timeout=600
             ) as c:
-                await run(c, base, pull_only)
+                if processes:
+                    await _served(c, settings, processes)
+                else:
+                    await run(c, base, pull_only)
     finally:
         admin = await asyncpg.connect(base.replace("postgres://", "postgresql://", 1))
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -212,6 +221,76 @@ async def _pushes(c: httpx.AsyncClient, database: str) -> None:
         print(f"  {total / elapsed:8.0f} mutations/s ({total} in {elapsed:.2f} s)")
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _served(setup: httpx.AsyncClient, settings: Settings, processes: int) -> None:
+    """Batch 1 from 10 devices against real `manage.py serve` processes (1 to `processes`),
+    over real HTTP from this process: the deployment shape, with the load generator's own
+    CPU on the same 2 cores. Devices are spread over the processes, as a balancer would."""
+    ds = [await _device(setup) for _ in range(10)]
+    env = {
+        **os.environ,
+        "COURSEGEN_ENV": "test",
+        "COURSEGEN_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": str(settings.database_url),
+        "SECRET_KEY": str(settings.secret_key),
+        "COURSEGEN_ARGON2_PROFILE": "CHEAPEST",
+        "LOG_LEVEL": "warning",
+    }
+    env.pop("REDIS_URL", None)
+    for count in range(1, processes + 1):
+        ports = [_free_port() for _ in range(count)]
+        servers = [
+            subprocess.Popen(
+                [sys.executable, "manage.py", "serve", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+        clients = [
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) for port in ports
+        ]
+        try:
+            for client in clients:
+                for _ in range(200):
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get("/health/live")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+
+            async def drain(
+                n: int, d: Device, pushes: int, clients: list[httpx.AsyncClient] = clients
+            ) -> None:
+                for _ in range(pushes):
+                    await _push(clients[n % len(clients)], d, d.batch(1))
+
+            await asyncio.gather(*(drain(n, d, 10) for n, d in enumerate(ds)))  # warm up
+            started = time.perf_counter()
+            await asyncio.gather(*(drain(n, d, 100) for n, d in enumerate(ds)))
+            elapsed = time.perf_counter() - started
+            print(
+                f"batch 1, 10 devices, {count} web process(es) over HTTP: "
+                f"{1000 / elapsed:8.0f} mutations/s (1000 in {elapsed:.2f} s)"
+            )
+        finally:
+            for client in clients:
+                await client.aclose()
+            for server in servers:
+                server.send_signal(signal.SIGTERM)
+            for server in servers:
+                server.wait(timeout=30)
+
+
 async def _pull(c: httpx.AsyncClient) -> None:
     user = await sign_up(c)
     headers = {"authorization": f"Bearer {user.token}"}
@@ -269,5 +348,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--pull-only", action="store_true", help="only the initial pull (on a fresh database)"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="only batch 1 at 10 devices, against 1 to N real web processes over HTTP",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.database, args.pull_only))
+    asyncio.run(main(args.database, args.pull_only, args.processes))
