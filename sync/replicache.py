@@ -33,7 +33,7 @@ from tortoise import connections
 
 from models import bulk
 from services.accounts import Viewer
-from services.errors import DomainError, invalid
+from services.errors import DomainError, ErrorCode, invalid
 from settings import Settings
 from sync import protocol
 from sync import pull as pulls
@@ -66,7 +66,7 @@ def _respelled(error: DomainError) -> DomainError:
     for ours, theirs in _NAMES.items():
         message = message.replace(ours, theirs)
         field = field.replace(ours, theirs) if field else field
-    return invalid(message, field) if error.code.value == "INVALID_INPUT" else error
+    return invalid(message, field) if error.code is ErrorCode.INVALID_INPUT else error
 
 
 def _mutations(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -49,6 +49,19 @@ def node() -> str:
     return node
 
 
+async def node_process(node: str, script: str, *args: str) -> asyncio.subprocess.Process:
+    """`node tests/js/<script> <args>` with its stdin, stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        node,
+        str(JS / script),
+        *args,
+        cwd=JS,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 class NodeClient:
     """One `node live_client.mjs` run; its JSON lines as they arrive."""
 
@@ -58,15 +71,7 @@ class NodeClient:
 
     @classmethod
     async def start(cls, node: str, config: dict[str, Any]) -> NodeClient:
-        process = await asyncio.create_subprocess_exec(
-            node,
-            str(JS / "live_client.mjs"),
-            json.dumps(config),
-            cwd=JS,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
+        return cls(await node_process(node, "live_client.mjs", json.dumps(config)))
 
     async def until(self, check: Callable[[list[dict[str, Any]]], bool], limit: float = 20) -> None:
         assert self.process.stdout is not None

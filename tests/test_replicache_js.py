@@ -16,8 +16,8 @@ import pytest
 
 from models import Bookmark, Course, Note, TopicProgress
 from tests.support import make_course, sign_up
-from tests.test_live_js import JS
 from tests.test_live_js import node as node
+from tests.test_live_js import node_process
 from tests.test_live_support import http as http
 from tests.test_live_support import live_server as live_server
 from tests.test_replicache import pull_body, store
@@ -35,16 +35,7 @@ class Devices:
 
     @classmethod
     async def start(cls, node: str, base: str) -> Devices:
-        process = await asyncio.create_subprocess_exec(
-            node,
-            str(JS / "replicache_devices.mjs"),
-            base,
-            cwd=JS,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
+        return cls(await node_process(node, "replicache_devices.mjs", base))
 
     async def ask(self, cmd: str, device: str, **fields: Any) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None

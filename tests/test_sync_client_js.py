@@ -17,8 +17,8 @@ import pytest
 
 from models import Bookmark, Course, Note, SyncRejection, TopicProgress
 from tests.support import make_course, sign_up
-from tests.test_live_js import JS
 from tests.test_live_js import node as node
+from tests.test_live_js import node_process
 from tests.test_live_support import http as http
 from tests.test_live_support import live_server as live_server
 from tests.test_sync_support import sync_tables
@@ -44,14 +44,7 @@ async def server_rows(http: httpx.AsyncClient, token: str) -> dict[str, Any]:
 
 
 async def run_scenario(node: str, config: dict[str, Any]) -> dict[str, Any]:
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(JS / "sync_client_scenario.mjs"),
-        json.dumps(config),
-        cwd=JS,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await node_process(node, "sync_client_scenario.mjs", json.dumps(config))
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()[-3000:]
     result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])

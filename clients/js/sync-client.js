@@ -78,8 +78,7 @@ export class SyncClient {
   async #tick() {
     const now = Date.now() + this.clockOffsetMs;
     const [wall, counter] = ((await this.storage.get("meta/hlc")) ?? "0-0").split("-").map(Number);
-    const next = now > wall ? [now, 0] : [wall, counter + 1];
-    return next;
+    return now > wall ? [now, 0] : [wall, counter + 1];
   }
 
   // Queue a mutation durably (one atomic batch); it shows in view() at once. Returns its id.

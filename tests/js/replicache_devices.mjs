@@ -107,12 +107,6 @@ const commands = {
     await sync(rep);
     return { clientID: rep.clientID, clientGroupID: await rep.clientGroupID };
   },
-  async pull({ device }) {
-    const { rep } = devices.get(device);
-    await rep.pull({ now: true }).catch(() => {});
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    return {};
-  },
   async dump({ device }) {
     const { rep } = devices.get(device);
     return { kv: await dump(rep), pending: await pending(rep) };
