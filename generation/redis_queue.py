@@ -47,7 +47,10 @@ REDIS_TROUBLE = (RedisConnectionError, RedisTimeoutError, ResponseError)
 
 
 def _stream(tier: str) -> str:
-    return f"{PREFIX}:{tier if tier in TIERS else 'free'}"
+    # The worker reads all three tiers in one XREADGROUP, which a Redis Cluster allows only for
+    # keys in one slot: the shared hash tag puts the tier streams on one node. One slot is fine
+    # for a job queue (a few entries per course generation; the jobs' event logs spread out).
+    return f"{PREFIX}:{{tiers}}:{tier if tier in TIERS else 'free'}"
 
 
 def _ms(entry_id: bytes | str) -> int:

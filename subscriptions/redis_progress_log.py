@@ -93,12 +93,14 @@ PREFIX = "coursegen:progress"
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
+# The append and replay scripts take the stream and its counter together: on a Redis Cluster both
+# keys must hash to one slot, so the job id is their hash tag (`{...}`: only it is hashed).
 def stream_key(job_id: uuid.UUID) -> str:
-    return f"{PREFIX}:{job_id}:events"
+    return f"{PREFIX}:{{{job_id}}}:events"
 
 
 def counter_key(job_id: uuid.UUID) -> str:
-    return f"{PREFIX}:{job_id}:seq"
+    return f"{PREFIX}:{{{job_id}}}:seq"
 
 
 def wake_channel(job_id: uuid.UUID) -> str:

@@ -75,6 +75,94 @@ class PrivateRedis:
     close = kill
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000, fixed by Redis) is free and valid."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class PrivateRedisCluster:
+    """Three masters (no replicas) joined by `redis-cli --cluster create`: enough for keys in
+    different slots to live on different nodes, which is what cluster tests must prove."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="coursegen-cluster-"))
+        self.ports = [_cluster_port() for _ in range(3)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def _cli(self, *args: str) -> bytes:
+        return subprocess.run(["redis-cli", *args], capture_output=True, check=False).stdout
+
+    def start(self) -> None:
+        for port in self.ports:
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(self.root / f"nodes-{port}.conf"),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(self.root),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in self.ports:
+            self._wait(lambda p=port: self._cli("-p", str(p), "ping").strip() == b"PONG")
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        create = ["--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(
+            ["redis-cli", *create],
+            capture_output=True,
+            check=True,
+        )
+        for port in self.ports:
+            self._wait(
+                lambda p=port: b"cluster_state:ok" in self._cli("-p", str(p), "cluster", "info")
+            )
+
+    @staticmethod
+    def _wait(ready: object, seconds: float = 20) -> None:
+        assert callable(ready)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis cluster did not come up")
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def _postgres_bin() -> Path | None:
     """The newest installed server's bin directory (Debian keeps them out of PATH)."""
     found = sorted(

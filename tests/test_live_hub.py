@@ -24,7 +24,7 @@ from subscriptions.hub import Follower, ProgressHub
 from subscriptions.progress_log import InProcessProgressLog
 from subscriptions.redis_broker import RedisBroker
 from subscriptions.redis_client import connect_redis
-from subscriptions.redis_progress_log import RedisProgressLog
+from subscriptions.redis_progress_log import RedisProgressLog, counter_key, stream_key
 from tests.support import sign_up
 from tests.test_live_support import REDIS_RUN, Job, assert_contiguous, job_row
 
@@ -218,9 +218,7 @@ async def test_numbering_survives_redis_losing_the_log(
         for _ in range(5):
             await log.append(job.id, "topic_done", progress=0.1, course_id=job.course_id)
         # A restart of Redis without persistence: the stream and its counter are gone.
-        await client.delete(
-            f"coursegen:progress:{job.id}:events", f"coursegen:progress:{job.id}:seq"
-        )
+        await client.delete(stream_key(job.id), counter_key(job.id))
         event = await log.append(job.id, "completed", progress=1.0, course_id=job.course_id)
         assert event.seq == 6
         # The writer put back what it had appended: a reader misses nothing.
