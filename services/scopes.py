@@ -230,6 +230,15 @@ async def lock(scope: str) -> int:
     return version
 
 
+def locked_with(scope: str, version: int | None) -> None:
+    """A caller that locked the scope's row in a statement of its own (a sync push locks it
+    with its client's row: one round trip fewer) records the version it read. A missing row,
+    or one not backfilled yet (version 0), is left to `lock()`, which makes it."""
+    write = _current_write("locked_with")
+    if version is not None and int(version) > 0 and scope not in write.locked:
+        write.locked[scope] = int(version)
+
+
 async def _lock(scope: str) -> int:
     # Plain SQL: this runs in every write transaction, and the ORM's query building cost more
     # than the round trip.

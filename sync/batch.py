@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -515,21 +516,71 @@ _COURSE_COLUMNS = (
     "c.id, c.owner_id, c.deleted_at, c.version, c.title, c.description, c.level, c.language, "
     "c.status, m.role"
 )
+_NOTE_COLUMNS = "id, user_id, topic_id, body, version, created_at, deleted_at"
+_ENTRY_COLUMNS = "scope, type, entity_id, version, op, data, clocks, changed_at"
+_PROGRESS_COLUMNS = "id, topic_id, completed, completed_at, score"
+
+# Rows are taken as tuples in their columns' order: the dict rows of the per-table reads and
+# the records of the one-statement read (PostgreSQL) go through the same code.
+Row = Sequence[Any]
 
 
-def _course_row(row: dict[str, Any]) -> _Course:
+def _course_row(row: Row) -> _Course:
+    id_, owner, deleted_at, version, title, description, level, language, status, role = row
     return _Course(
-        id=_uuid(row["id"]),
-        owner_id=_uuid(row["owner_id"]),
-        deleted=row["deleted_at"] is not None,
-        version=int(row["version"]),
-        title=row["title"],
-        description=row["description"],
-        level=str(row["level"]),
-        language=row["language"],
-        status=str(row["status"]),
-        role=None if row["role"] is None else str(row["role"]),
+        id=_uuid(id_),
+        owner_id=_uuid(owner),
+        deleted=deleted_at is not None,
+        version=int(version),
+        title=title,
+        description=description,
+        level=str(level),
+        language=language,
+        status=str(status),
+        role=None if role is None else str(role),
     )
+
+
+def _note_row(state: _Run, row: Row) -> None:
+    id_, user_id, topic_id, body, version, created_at, deleted_at = row
+    note = _Note(
+        id=_uuid(id_),
+        user_id=_uuid(user_id),
+        topic_id=_uuid(topic_id),
+        body=body,
+        version=int(version),
+        created_at=created_at,
+        deleted_at=deleted_at,
+    )
+    state.notes[note.id] = note
+
+
+def _progress_row(state: _Run, row: Row) -> None:
+    id_, topic_id, completed, completed_at, score = row
+    state.progress[_uuid(topic_id)] = _Progress(
+        id=_uuid(id_), completed=bool(completed), completed_at=completed_at, score=score
+    )
+
+
+def _entry_rows(state: _Run, intents: list[_Intent], rows: Iterable[Row]) -> None:
+    """Keep the entries of the keys the run names (the read may return a few more: it asks
+    for any of the scopes and any of the ids)."""
+    keys: set[EntryKey] = set()
+    for i in intents:
+        if i.topic is not None:
+            keys.add((state.user_scope, "progress", str(i.topic)))
+            keys.add((state.user_scope, "bookmark", str(i.topic)))
+        for note_id in (i.note, i.copy):
+            if note_id is not None:
+                keys.add((state.user_scope, "note", str(note_id)))
+    for course_id in state.courses:
+        keys.add((scopes.course_scope(course_id), "course", str(course_id)))
+    for scope, kind, ident, version, op, data, clock_text, changed_at in rows:
+        key = (scope, kind, ident)
+        if key in keys:
+            state.entries[key] = _Entry(
+                int(version), op, data, json.loads(clock_text or "{}"), changed_at
+            )
 
 
 async def _read_courses(state: _Run, ids: set[uuid.UUID], *, lock: bool) -> None:
@@ -544,14 +595,14 @@ async def _read_courses(state: _Run, ids: set[uuid.UUID], *, lock: bool) -> None
     if lock and not bulk.is_sqlite(db):  # SQLite has one writer: the transaction is the lock
         query += " ORDER BY c.id FOR UPDATE OF c"
     for row in await db.execute_query_dict(query, bulk.params(db, [state.viewer.id, *args])):
-        course = _course_row(row)
+        course = _course_row(tuple(row.values()))
         state.courses[course.id] = course
 
 
 async def _read(state: _Run, intents: list[_Intent]) -> None:
     """Locks in the order every writer takes them (course rows, course scopes, the user's
-    scope), then one keyed read per table of what the run names."""
-    db, user = state.db, state.viewer.id
+    scope), then what the run names: one keyed read per table, or on PostgreSQL all of them
+    in one statement (a single tap's push is mostly round trips)."""
     edited = {i.course for i in intents if i.course is not None}
     await _read_courses(state, edited, lock=True)
     for course_id in sorted(edited):
@@ -559,81 +610,105 @@ async def _read(state: _Run, intents: list[_Intent]) -> None:
             await scopes.lock(scopes.course_scope(course_id))
     if any(i.m.name not in COURSE_FIELDS for i in intents):
         await scopes.lock(state.user_scope)
+    if bulk.is_sqlite(state.db):
+        await _read_apart(state, intents)
+    else:
+        await _read_together(state, intents)
 
-    note_ids = {n for i in intents for n in (i.note, i.copy) if n is not None}
-    if note_ids:
-        where, args = bulk.any_of(db, "id", "uuid", note_ids, 1)
-        query = (
-            "SELECT id, user_id, topic_id, body, version, created_at, deleted_at "  # noqa: S608
-            f"FROM notes WHERE {where}"
-        )
+
+def _wanted(
+    intents: list[_Intent],
+) -> tuple[set[uuid.UUID], set[uuid.UUID], set[uuid.UUID], set[uuid.UUID]]:
+    """Notes, topics, topics to complete and topics to bookmark that the run names."""
+    notes = {n for i in intents for n in (i.note, i.copy) if n is not None}
+    topics = {i.topic for i in intents if i.topic is not None}
+    completions = {i.topic for i in intents if i.m.name in COMPLETIONS and i.topic is not None}
+    marks = {i.topic for i in intents if i.m.name in BOOKMARKS and i.topic is not None}
+    return notes, topics, completions, marks
+
+
+# One statement for every keyed read of a run after its locks: the notes, the topics (those
+# named and those of the notes), their courses with the viewer's role (but those already read
+# and locked), the sync entries of all of them, progress and bookmarks. Each part comes back
+# as an array of records, which asyncpg decodes with their types.
+_TOGETHER = f"""
+WITH n AS (SELECT {_NOTE_COLUMNS} FROM notes WHERE id = ANY($2::uuid[])),
+t AS (SELECT id, course_id FROM topics
+      WHERE id = ANY($3::uuid[]) OR id IN (SELECT topic_id FROM n)),
+c AS (SELECT {_COURSE_COLUMNS} FROM courses c
+      LEFT JOIN course_members m ON m.course_id = c.id AND m.user_id = $1
+      WHERE c.id IN (SELECT course_id FROM t) AND NOT c.id = ANY($4::uuid[]))
+SELECT
+  ARRAY(SELECT ROW(n.*) FROM n) AS notes,
+  ARRAY(SELECT ROW(t.*) FROM t) AS topics,
+  ARRAY(SELECT ROW(c.*) FROM c) AS courses,
+  ARRAY(SELECT ROW({_ENTRY_COLUMNS}) FROM sync_entries
+        WHERE scope = ANY($5::text[] || ARRAY(SELECT 'course:' || course_id FROM t))
+          AND entity_id = ANY($6::text[] || ARRAY(SELECT course_id::text FROM t))) AS entries,
+  ARRAY(SELECT ROW({_PROGRESS_COLUMNS}) FROM topic_progress
+        WHERE user_id = $1 AND topic_id = ANY($7::uuid[])) AS progress,
+  ARRAY(SELECT topic_id FROM bookmarks
+        WHERE user_id = $1 AND topic_id = ANY($8::uuid[])) AS bookmarks
+"""  # noqa: S608 (no value is spliced in: only column lists)
+
+
+async def _read_together(state: _Run, intents: list[_Intent]) -> None:
+    notes, topics, completions, marks = _wanted(intents)
+    known = list(state.courses)
+    scope_keys = [state.user_scope, *(scopes.course_scope(c) for c in known)]
+    ids = [*map(str, topics), *map(str, notes), *map(str, known)]
+    args = [state.viewer.id, list(notes), list(topics), known, scope_keys, ids]
+    rows = await state.db.execute_query_dict(_TOGETHER, [*args, list(completions), list(marks)])
+    row = rows[0]
+    for note in row["notes"]:
+        _note_row(state, note)
+    for topic_id, course_id in row["topics"]:
+        state.topics[_uuid(topic_id)] = _uuid(course_id)
+    for course_row in row["courses"]:
+        course = _course_row(course_row)
+        state.courses[course.id] = course
+    _entry_rows(state, intents, row["entries"])
+    for progress in row["progress"]:
+        _progress_row(state, progress)
+    if marks:
+        state.bookmarks = {_uuid(topic_id) for topic_id in row["bookmarks"]}
+        state.bookmarked_before = set(state.bookmarks)
+
+
+async def _read_apart(state: _Run, intents: list[_Intent]) -> None:
+    db, user = state.db, state.viewer.id
+    notes, topics, completions, marks = _wanted(intents)
+    if notes:
+        where, args = bulk.any_of(db, "id", "uuid", notes, 1)
+        query = f"SELECT {_NOTE_COLUMNS} FROM notes WHERE {where}"  # noqa: S608
         for row in await db.execute_query_dict(query, args):
-            note = _Note(
-                id=_uuid(row["id"]),
-                user_id=_uuid(row["user_id"]),
-                topic_id=_uuid(row["topic_id"]),
-                body=row["body"],
-                version=int(row["version"]),
-                created_at=row["created_at"],
-                deleted_at=row["deleted_at"],
-            )
-            state.notes[note.id] = note
+            _note_row(state, tuple(row.values()))
 
-    topic_ids = {i.topic for i in intents if i.topic is not None}
-    topic_ids |= {n.topic_id for n in state.notes.values()}
-    if topic_ids:
-        where, args = bulk.any_of(db, "id", "uuid", topic_ids, 1)
+    topics |= {n.topic_id for n in state.notes.values()}
+    if topics:
+        where, args = bulk.any_of(db, "id", "uuid", topics, 1)
         query = f"SELECT id, course_id FROM topics WHERE {where}"  # noqa: S608
         for row in await db.execute_query_dict(query, args):
             state.topics[_uuid(row["id"])] = _uuid(row["course_id"])
     await _read_courses(state, set(state.topics.values()) - set(state.courses), lock=False)
 
-    keys: set[EntryKey] = set()
-    for i in intents:
-        if i.topic is not None:
-            keys.add((state.user_scope, "progress", str(i.topic)))
-            keys.add((state.user_scope, "bookmark", str(i.topic)))
-        for note_id in (i.note, i.copy):
-            if note_id is not None:
-                keys.add((state.user_scope, "note", str(note_id)))
-    for course_id in state.courses:
-        keys.add((scopes.course_scope(course_id), "course", str(course_id)))
-    if keys:
-        in_scope, scope_args = bulk.any_of(db, "scope", "text", {k[0] for k in keys}, 1)
-        in_ids, id_args = bulk.any_of(
-            db, "entity_id", "text", {k[2] for k in keys}, 1 + len(scope_args)
-        )
-        query = (
-            "SELECT scope, type, entity_id, version, op, data, clocks, changed_at "  # noqa: S608
-            f"FROM sync_entries WHERE {in_scope} AND {in_ids}"
-        )
-        for row in await db.execute_query_dict(query, [*scope_args, *id_args]):
-            key = (row["scope"], row["type"], row["entity_id"])
-            if key in keys:
-                state.entries[key] = _Entry(
-                    int(row["version"]),
-                    row["op"],
-                    row["data"],
-                    json.loads(row["clocks"] or "{}"),
-                    row["changed_at"],
-                )
+    scope_keys = {state.user_scope, *(scopes.course_scope(c) for c in state.courses)}
+    ids = {*map(str, topics), *map(str, notes), *map(str, state.courses)}
+    in_scope, scope_args = bulk.any_of(db, "scope", "text", scope_keys, 1)
+    in_ids, id_args = bulk.any_of(db, "entity_id", "text", ids, 1 + len(scope_args))
+    query = f"SELECT {_ENTRY_COLUMNS} FROM sync_entries WHERE {in_scope} AND {in_ids}"  # noqa: S608
+    rows = await db.execute_query_dict(query, [*scope_args, *id_args])
+    _entry_rows(state, intents, (tuple(row.values()) for row in rows))
 
-    completions = {i.topic for i in intents if i.m.name in COMPLETIONS and i.topic is not None}
     if completions:
         where, args = bulk.any_of(db, "topic_id", "uuid", completions, 2)
         query = (
-            "SELECT id, topic_id, completed, completed_at, score FROM topic_progress "  # noqa: S608
+            f"SELECT {_PROGRESS_COLUMNS} FROM topic_progress "  # noqa: S608
             f"WHERE user_id = {bulk.placeholder(db, 1)} AND {where}"
         )
         for row in await db.execute_query_dict(query, bulk.params(db, [user, *args])):
-            state.progress[_uuid(row["topic_id"])] = _Progress(
-                id=_uuid(row["id"]),
-                completed=bool(row["completed"]),
-                completed_at=row["completed_at"],
-                score=row["score"],
-            )
+            _progress_row(state, tuple(row.values()))
 
-    marks = {i.topic for i in intents if i.m.name in BOOKMARKS and i.topic is not None}
     if marks:
         where, args = bulk.any_of(db, "topic_id", "uuid", marks, 2)
         query = (

@@ -131,19 +131,32 @@ async def bind_group(group_id: str, user_id: uuid.UUID) -> None:
         _BOUND.popitem(last=False)
 
 
-async def _locked_client(group_id: str, client_id: str) -> tuple[uuid.UUID, int]:
+async def _locked_client(
+    group_id: str, client_id: str, scope: str | None
+) -> tuple[uuid.UUID, int, dict[str, int]]:
     """The client's id and last mutation id, its row locked for the caller's transaction
-    (created on first use). Plain SQL: it runs once per push, where the ORM's query building
+    (created on first use), and the last mutation ids of the group's other clients as
+    committed when it was locked (the push's answer reports them: one round trip fewer than
+    reading them after the commit, and a lower bound is all a client may rely on). With
+    `scope`, that scope's row is locked in the same statement (the next lock the segment
+    would take anyway). Plain SQL: it runs once per push, where the ORM's query building
     costs more than the round trip."""
     db = _db()
     p = bulk.placeholder
+    sqlite = bulk.is_sqlite(db)
+    others = "json_group_object" if sqlite else "json_object_agg"
+    lock = "" if sqlite else " FOR UPDATE"
     select = (
-        "SELECT id, last_mutation_id FROM sync_clients "  # noqa: S608
-        f"WHERE group_id = {p(db, 1)} AND client_id = {p(db, 2)}"
+        "SELECT id, last_mutation_id, "  # noqa: S608
+        f"(SELECT {others}(o.client_id, o.last_mutation_id) FROM sync_clients o "
+        f"WHERE o.group_id = {p(db, 1)} AND o.client_id <> {p(db, 2)}) AS others, "
+        f"(SELECT version FROM sync_scopes WHERE key = {p(db, 3)}{lock}) AS scope_version "
+        f"FROM sync_clients WHERE group_id = {p(db, 4)} AND client_id = {p(db, 5)}"
     )
-    if not bulk.is_sqlite(db):
-        select += " FOR UPDATE"
-    rows = await db.execute_query_dict(select, [group_id, client_id])
+    if not sqlite:
+        select += " FOR UPDATE OF sync_clients"
+    keys = [group_id, client_id, scope or "", group_id, client_id]
+    rows = await db.execute_query_dict(select, keys)
     if not rows:  # a concurrent first push may win the insert: then its row is read
         await db.execute_query(
             "INSERT INTO sync_clients (id, group_id, client_id, last_mutation_id, updated_at) "  # noqa: S608
@@ -151,10 +164,18 @@ async def _locked_client(group_id: str, client_id: str) -> tuple[uuid.UUID, int]
             "ON CONFLICT (group_id, client_id) DO NOTHING",
             bulk.params(db, [uuid.uuid4(), group_id, client_id, datetime.now(UTC)]),
         )
-        rows = await db.execute_query_dict(select, [group_id, client_id])
-    raw = rows[0]["id"]
-    return (raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))), int(
-        rows[0]["last_mutation_id"]
+        rows = await db.execute_query_dict(select, keys)
+    row = rows[0]
+    if scope is not None:
+        scopes.locked_with(scope, row["scope_version"])
+    raw = row["id"]
+    seen = row["others"]
+    if isinstance(seen, str):
+        seen = json.loads(seen)
+    return (
+        raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)),
+        int(row["last_mutation_id"]),
+        {str(k): int(v) for k, v in (seen or {}).items()},
     )
 
 
@@ -216,15 +237,18 @@ async def push(viewer: Viewer, body: Any, env: SyncEnv, size: int | None = None)
     for m in request.mutations:
         by_client.setdefault(m.client_id, []).append(m)
     results: dict[int, dict[str, Any]] = {}
+    lmids: dict[str, int] = {}  # as committed by this push's transactions
     for client_id, mutations in by_client.items():
         ordered = sorted(mutations, key=lambda item: item.id)
-        answered = await _push_client(viewer, group, client_id, ordered, env)
+        answered = await _push_client(viewer, group, client_id, ordered, env, lmids)
         for m, result in zip(ordered, answered, strict=True):
             results[m.index] = result
             metrics.SYNC_MUTATIONS.labels(result["status"]).inc()
     answer = {
         "results": [results[i] for i in range(len(request.mutations))],
-        "lastMutationIds": await last_mutation_ids(group),
+        "lastMutationIds": lmids
+        if by_client.keys() <= lmids.keys()
+        else await last_mutation_ids(group),  # a client's every transaction rolled back
         "serverTime": datetime.now(UTC).isoformat(),
     }
     await faults.pause_if_asked(env.settings, "commit")
@@ -258,7 +282,12 @@ def _segments(mutations: list[Mutation]) -> list[list[Mutation]]:
 
 
 async def _push_client(
-    viewer: Viewer, group: str, client_id: str, mutations: list[Mutation], env: SyncEnv
+    viewer: Viewer,
+    group: str,
+    client_id: str,
+    mutations: list[Mutation],
+    env: SyncEnv,
+    lmids: dict[str, int],
 ) -> list[dict[str, Any]]:
     answered: list[dict[str, Any]] = []
     stop: str | None = None
@@ -266,16 +295,23 @@ async def _push_client(
         if stop is not None:
             answered += [_result(m, stop) for m in segment]
             continue
-        results, stop = await _apply_segment(viewer, group, client_id, segment, env)
+        results, stop = await _apply_segment(viewer, group, client_id, segment, env, lmids)
         answered += results
     return answered
 
 
 async def _apply_segment(
-    viewer: Viewer, group: str, client_id: str, segment: list[Mutation], env: SyncEnv
+    viewer: Viewer,
+    group: str,
+    client_id: str,
+    segment: list[Mutation],
+    env: SyncEnv,
+    lmids: dict[str, int],
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One transaction for the segment, retried whole on a deadlock or serialization failure:
-    nothing of it was committed, so the retry starts again from the last committed point."""
+    nothing of it was committed, so the retry starts again from the last committed point.
+    `lmids` gets the group's last mutation ids once it has committed (never before: a client
+    drops what they confirm)."""
     one_at_a_time: set[int] = set()  # first ids of runs whose set-wise write failed
     attempt = 0
     while True:
@@ -288,9 +324,11 @@ async def _apply_segment(
                 if segment[0].id == int(str(lmid[0] if lmid else 0)) + 1:
                     pre = await _request_generation(viewer, group, segment[0], env)
             async with scopes.transaction():
-                return await _apply_locked(
+                results, stop, seen = await _apply_locked(
                     viewer, group, client_id, segment, pre, env.settings, one_at_a_time
                 )
+            lmids.update(seen)
+            return results, stop
         except SetwiseFailed as failed:
             # Rolled back whole (a savepoint per run would cost every push two round trips);
             # the segment runs again with that run applied one mutation at a time.
@@ -347,12 +385,17 @@ async def _apply_locked(
     pre: Outcome | Rejected | None,
     settings: Settings,
     one_at_a_time: set[int],
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[dict[str, Any]], str | None, dict[str, int]]:
     """Inside the segment's transaction: the client row locked once; the new mutations applied
     in runs, set-wise where their names allow (sync/batch.py) and one at a time in a savepoint
     otherwise; then the stored results and `lastMutationId` written once, all committed
     together."""
-    client_pk, last = await _locked_client(group, client_id)
+    # A segment of learning mutations only takes the user's scope next (a course edit takes
+    # course locks first: the order every writer keeps), so it is locked with the client row.
+    learning = all(m.name in batch.SETWISE and m.name not in batch.COURSE_FIELDS for m in segment)
+    client_pk, last, others = await _locked_client(
+        group, client_id, scopes.user_scope(viewer.id) if learning else None
+    )
     stored: dict[int, dict[str, Any]] = {}
     seen = [m.id for m in segment if m.id <= last]
     if seen:
@@ -441,7 +484,7 @@ async def _apply_locked(
             bulk.params(db, [last, datetime.now(UTC), client_pk]),
         )
     await send()
-    return results, stop
+    return results, stop, {**others, client_id: last}
 
 
 def _runs(mutations: list[Mutation]) -> list[tuple[bool, list[Mutation]]]:

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
@@ -218,8 +218,10 @@ async def test_an_expiring_token_or_ended_session_closes_the_socket(
     )
     job = await job_row(user)
     async with ws(live_server, TRANSPORT_WS, short) as socket:
-        await receive(socket)
-        await subscribe(socket, TRANSPORT_WS, "1", {"jobId": str(job.id)})
+        # On a loaded machine the second may be over before the ack: the close is the same.
+        with suppress(ConnectionClosed):
+            await receive(socket)
+            await subscribe(socket, TRANSPORT_WS, "1", {"jobId": str(job.id)})
         assert await closed(socket, limit=5) == (
             4403,
             "The access token has expired; reconnect with a fresh token.",

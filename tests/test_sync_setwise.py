@@ -277,6 +277,41 @@ async def test_statements_per_batch_do_not_grow_with_its_size(client: httpx.Asyn
     assert await TopicProgress.filter(user_id=user.id, completed=True).count() > 0
 
 
+async def test_a_single_tap_costs_a_handful_of_statements(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # Batch 1 is a phone's single tap: its cost is round trips. On PostgreSQL: the session,
+    # the client row locked with the user's scope (and the group's other clients read), one
+    # read of everything the mutation names, one write of everything (BEGIN and COMMIT are
+    # not counted). A course edit also locks the course's scope and reads who to poke.
+    # SQLite reads table by table.
+    user = await sign_up(client)
+    tree = await make_course(user.id)
+    topics = [str(t) for t in tree.topic_ids]
+    note = str(uuid.uuid4())
+    # The first touch of a course builds its scope's log once; taps after it are the steady cost.
+    first = [
+        mutation("c", 1, "createNote", {"noteId": note, "topicId": topics[0], "body": "x"}),
+        mutation("c", 2, "renameCourse", {"courseId": str(tree.course_id), "title": "Named"}),
+    ]
+    assert (await raw(client, user.token, "/sync/push", push_body("g", *first))).status_code == 200
+    postgres = settings.resolved_database_url.startswith("postgres")
+    taps = [
+        ("completeTopic", {"topicId": topics[1]}, None, 4),
+        ("bookmarkTopic", {"topicId": topics[2]}, None, 4),
+        ("saveNote", {"noteId": note, "body": "y"}, 1, 5),  # the note's upsert goes on its own
+        ("renameCourse", {"courseId": str(tree.course_id), "title": "Renamed"}, None, 7),
+    ]
+    for n, (name, args, base, bound) in enumerate(taps, start=3):
+        tap = mutation("c", n, name, args, base_version=base)
+        with count_statements() as statements:
+            answer = (await raw(client, user.token, "/sync/push", push_body("g", tap))).json()
+        assert answer["results"][0]["status"] == "APPLIED", answer
+        assert answer["lastMutationIds"] == {"c": n}
+        if postgres:
+            assert len(statements) <= bound, (name, [s[:70] for s in statements])
+
+
 async def test_a_set_wise_run_whose_write_fails_is_applied_one_at_a_time(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
