@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 
+import keyspace
 from fastpath.endpoint import FastPath
 from models import db
 from runtime import web_runtime
@@ -29,6 +30,7 @@ from subscriptions.live import LiveProgress
 from sync import poke as sync_poke
 from web import health, metrics, persisted_queries, sse, sync_routes, tracing
 from web.access_log import AccessLogMiddleware
+from web.client_routes import WebClient
 from web.compression import CompressionMiddleware
 from web.csrf import CSRFMiddleware
 from web.graphql_sse import GraphQLSSE
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     configure_logging()
     passwords.use_profile(settings.argon2_profile)
+    keyspace.use(settings.redis_namespace)
     fast_path = FastPath(settings)
     tracing.configure(settings)
     observe.configure_labels(
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/health/ready", health.ready),
         *sync_routes.routes,
         Route("/metrics", metrics.endpoint),
+        *WebClient().routes(),  # the web client: `/` and its hashed `/assets/*`
     ]
     app = Starlette(routes=routes, middleware=_middleware(settings), lifespan=lifespan)
     app.state.settings = settings
