@@ -46,6 +46,7 @@ async def _work() -> None:
     """A generation worker: takes jobs from the Redis queue until SIGTERM/SIGINT."""
     import signal
 
+    import keyspace
     from ai.routed_writer import build_writer
     from ai.writer import CourseWriter
     from generation.redis_queue import RedisJobWorker
@@ -66,6 +67,7 @@ async def _work() -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_metrics_port)
+    keyspace.use(settings.redis_namespace)
     client = connect_redis(settings.redis_url)
     await db.connect(settings)
     writer: CourseWriter = build_writer(settings, client)

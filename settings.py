@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), alias="COURSEGEN_DATA_DIR")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    # Every Redis key and channel starts with `<namespace>:`; deployments sharing a Redis differ.
+    redis_namespace: str = Field(default="coursegen", alias="REDIS_NAMESPACE")
     secret_key: str | None = Field(default=None, alias="SECRET_KEY", repr=False)
 
     # Tokens: the access token is short-lived; the refresh token rotates on every use.
@@ -246,6 +248,17 @@ class Settings(BaseSettings):
             if self.argon2_profile == "CHEAPEST":
                 raise SettingsError("COURSEGEN_ARGON2_PROFILE=CHEAPEST is for tests only.")
         return self
+
+    @field_validator("redis_namespace")
+    @classmethod
+    def _usable_namespace(cls, value: str) -> str:
+        import keyspace
+
+        if not keyspace.valid(value):
+            raise ValueError(
+                "REDIS_NAMESPACE must be 1 to 64 of A-Z a-z 0-9 _ . - (no ':' or braces)"
+            )
+        return value
 
     @field_validator("argon2_profile")
     @classmethod

@@ -163,7 +163,8 @@ class RouterPolicy(_Strict):
     temperature: float = Field(default=0.4, ge=0, le=2)
     stream: bool = True  # stream when the model can: first-token and idle timeouts need it
     require_json_mode: bool = False  # True: models without json_mode are never chosen
-    redis_prefix: str = "coursegen:ai"
+    # None: `<REDIS_NAMESPACE>:ai`.
+    redis_prefix: str | None = None
 
     @field_validator("complexity", "max_tokens", mode="before")
     @classmethod

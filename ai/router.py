@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 import openai
 from pydantic import BaseModel, ValidationError
 
+import keyspace
 from ai.attempt import AttemptRunner
 from ai.breaker import MemoryBreaker, RedisBreaker
 from ai.budget import BudgetStore, MemoryBudget, RedisBudget
@@ -104,11 +105,12 @@ class Router:
         # A hold outlives its call only when the worker died before settling it.
         hold = p.timeouts.total + 60
         if redis is not None:
+            prefix = p.redis_prefix or keyspace.key("ai")
             return cls(
                 config,
-                breaker=RedisBreaker(redis, p.breaker, probe_ttl=probe_ttl, prefix=p.redis_prefix),
-                budget=RedisBudget(redis, prefix=p.redis_prefix, reservation_seconds=hold),
-                cache=RedisCache(redis, prefix=p.redis_prefix),
+                breaker=RedisBreaker(redis, p.breaker, probe_ttl=probe_ttl, prefix=prefix),
+                budget=RedisBudget(redis, prefix=prefix, reservation_seconds=hold),
+                cache=RedisCache(redis, prefix=prefix),
             )
         return cls(
             config,

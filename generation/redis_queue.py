@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+import keyspace
 from ai.writer import CourseWriter
 from generation import dead_letters, jobs
 from generation.pipeline import run_job
@@ -37,20 +38,25 @@ from subscriptions.redis_progress_log import RedisProgressLog
 
 log = logging.getLogger("coursegen.generation")
 
-PREFIX = "coursegen:jobs"
 TIERS = ("premium", "standard", "free")
 GROUP = "workers"
-DEAD = f"{PREFIX}:dead"
-CANCEL_CHANNEL = f"{PREFIX}:cancel"
 # What a restarted or briefly unreachable Redis raises (NOGROUP after a restart is a reply).
 REDIS_TROUBLE = (RedisConnectionError, RedisTimeoutError, ResponseError)
+
+
+def dead_stream() -> str:
+    return keyspace.key("jobs", "dead")
+
+
+def cancel_channel() -> str:
+    return keyspace.key("jobs", "cancel")
 
 
 def _stream(tier: str) -> str:
     # The worker reads all three tiers in one XREADGROUP, which a Redis Cluster allows only for
     # keys in one slot: the shared hash tag puts the tier streams on one node. One slot is fine
     # for a job queue (a few entries per course generation; the jobs' event logs spread out).
-    return f"{PREFIX}:{{tiers}}:{tier if tier in TIERS else 'free'}"
+    return keyspace.key("jobs", "{tiers}", tier if tier in TIERS else "free")
 
 
 def _ms(entry_id: bytes | str) -> int:
@@ -69,7 +75,7 @@ class RedisJobQueue:
         await self.client.xadd(_stream(tier), {"job": str(job_id)})
 
     async def cancel(self, job_id: uuid.UUID) -> None:
-        await self.client.publish(CANCEL_CHANNEL, str(job_id))
+        await self.client.publish(cancel_channel(), str(job_id))
 
     async def depth(self) -> int:
         return sum((await self.waiting_by_tier()).values())
@@ -85,10 +91,10 @@ class RedisJobQueue:
 
     async def forget_dead_letter(self, job_id: uuid.UUID) -> None:
         """Drop a replayed job's entries from the dead-letter stream."""
-        entries = await self.client.xrange(DEAD)
+        entries = await self.client.xrange(dead_stream())
         stale = [entry_id for entry_id, fields in entries if _job(fields) == job_id]
         if stale:
-            await self.client.xdel(DEAD, *stale)
+            await self.client.xdel(dead_stream(), *stale)
 
 
 async def ensure_groups(client: Any) -> None:
@@ -106,8 +112,8 @@ async def replay_dead_letter(client: Any, entry_id: str) -> uuid.UUID | None:
     The same guarded transition as the operator's `replayDeadLetter` (generation.dead_letters):
     the course turns `generating` again and the job's log says `queued`.
     """
-    entries = await client.xrange(DEAD, min=entry_id, max=entry_id)
-    if not entries or not await client.xdel(DEAD, entry_id):
+    entries = await client.xrange(dead_stream(), min=entry_id, max=entry_id)
+    if not entries or not await client.xdel(dead_stream(), entry_id):
         return None  # another replay took it first: XDEL succeeds once
     job_id = _job(entries[0][1])
     replayed = await dead_letters.replay(job_id, RedisJobQueue(client), RedisProgressLog(client))
@@ -252,7 +258,7 @@ class RedisJobWorker:
             if job is not None and job.error_code == "ATTEMPTS_EXHAUSTED":
                 tier = stream.rsplit(":", 1)[1]
                 await self.client.xadd(
-                    DEAD,
+                    dead_stream(),
                     {
                         "job": str(job_id),
                         "tier": tier,
@@ -318,7 +324,7 @@ class RedisJobWorker:
 
     async def _cancel_loop(self) -> None:
         pubsub = self.client.pubsub()
-        await pubsub.subscribe(CANCEL_CHANNEL)
+        await pubsub.subscribe(cancel_channel())
         try:
             while not self._stopping.is_set():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)

@@ -17,6 +17,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
+import keyspace
 from services.availability import is_unavailable, unavailable
 from services.errors import DomainError, ErrorCode
 
@@ -28,7 +29,7 @@ class RateLimits:
         storage: Storage
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-            storage = RedisStorage(uri, implementation="redispy", key_prefix="coursegen:limits")
+            storage = RedisStorage(uri, implementation="redispy", key_prefix=keyspace.key("limits"))
         else:
             storage = MemoryStorage()
         self.shared = redis_url is not None

@@ -24,9 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import keyspace
 from subscriptions.progress_log import InProcessProgressLog
 
-GENERIC_PREFIX = "coursegen:pubsub:"
+
+def generic_channel(channel: str) -> str:
+    """The Redis channel of a generic (non-progress) publish, under the deployment's namespace."""
+    return keyspace.key("pubsub", channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +172,10 @@ class InProcessBroker:
         self._listeners.by_channel.clear()
 
     async def publish(self, channel: str, data: str) -> None:
-        self._listeners.dispatch(BrokerMessage(GENERIC_PREFIX + channel, data))
+        self._listeners.dispatch(BrokerMessage(generic_channel(channel), data))
 
     def listen(self, channel: str, listener: Listener) -> Unlisten:
-        _, remove = self._listeners.add(GENERIC_PREFIX + channel, renamed(channel, listener))
+        _, remove = self._listeners.add(generic_channel(channel), renamed(channel, listener))
         return remove
 
     def subscribe(self, channel: str, *, max_pending: int = 100) -> BrokerSubscription:

@@ -20,13 +20,14 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+import keyspace
 from subscriptions.broker import (
-    GENERIC_PREFIX,
     BrokerMessage,
     BrokerSubscription,
     Listener,
     LocalListeners,
     Unlisten,
+    generic_channel,
     renamed,
 )
 from subscriptions.redis_client import connect_redis
@@ -34,7 +35,11 @@ from subscriptions.redis_progress_log import wake_channel
 
 log = logging.getLogger("coursegen.live")
 
-CONTROL_CHANNEL = "coursegen:broker:control"
+
+def control_channel() -> str:
+    return keyspace.key("broker", "control")
+
+
 _CHUNK = 500
 
 
@@ -79,10 +84,10 @@ class RedisBroker:
             # Redis is out of reach: fail now rather than retry for seconds inside a request
             # (a write that pokes its readers); pub/sub is at-most-once anyway.
             raise RedisConnectionError("the broker's Redis connection is down")
-        await self._publisher.publish(GENERIC_PREFIX + channel, data)
+        await self._publisher.publish(generic_channel(channel), data)
 
     def listen(self, channel: str, listener: Listener) -> Unlisten:
-        return self._listen(GENERIC_PREFIX + channel, renamed(channel, listener))
+        return self._listen(generic_channel(channel), renamed(channel, listener))
 
     def subscribe(self, channel: str, *, max_pending: int = 100) -> BrokerSubscription:
         return BrokerSubscription(self, channel, max_pending)
@@ -104,7 +109,7 @@ class RedisBroker:
             pubsub = self._subscriber.pubsub()
             self._requested = set()
             try:
-                await pubsub.subscribe(CONTROL_CHANNEL)
+                await pubsub.subscribe(control_channel())
                 while not self._closing:
                     await self._sync(pubsub)
                     message = await pubsub.get_message(timeout=self._poll_seconds)
@@ -130,7 +135,7 @@ class RedisBroker:
         removed = [
             channel
             for channel in self._requested
-            if channel not in self._listeners.by_channel and channel != CONTROL_CHANNEL
+            if channel not in self._listeners.by_channel and channel != control_channel()
         ]
         for start in range(0, len(added), _CHUNK):
             chunk = added[start : start + _CHUNK]
@@ -147,7 +152,7 @@ class RedisBroker:
         if kind == "message":
             self._listeners.dispatch(BrokerMessage(channel, _text(message["data"])))
         elif kind == "subscribe":
-            if channel == CONTROL_CHANNEL:
+            if channel == control_channel():
                 self.connections += 1
                 self.connected.set()
             else:
@@ -162,4 +167,4 @@ class RedisPublisher:
         self._client = client
 
     async def publish(self, channel: str, data: str) -> None:
-        await self._client.publish(GENERIC_PREFIX + channel, data)
+        await self._client.publish(generic_channel(channel), data)

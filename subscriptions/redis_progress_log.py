@@ -34,6 +34,7 @@ import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+import keyspace
 from subscriptions.events import ProgressEvent
 
 log = logging.getLogger("coursegen.live")
@@ -89,27 +90,26 @@ redis.call('PUBLISH', ARGV[3], top)
 return top
 """
 
-PREFIX = "coursegen:progress"
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 # The append and replay scripts take the stream and its counter together: on a Redis Cluster both
 # keys must hash to one slot, so the job id is their hash tag (`{...}`: only it is hashed).
 def stream_key(job_id: uuid.UUID) -> str:
-    return f"{PREFIX}:{{{job_id}}}:events"
+    return keyspace.key("progress", f"{{{job_id}}}", "events")
 
 
 def counter_key(job_id: uuid.UUID) -> str:
-    return f"{PREFIX}:{{{job_id}}}:seq"
+    return keyspace.key("progress", f"{{{job_id}}}", "seq")
 
 
 def wake_channel(job_id: uuid.UUID) -> str:
-    return f"{PREFIX}:{job_id}:wake"
+    return keyspace.key("progress", str(job_id), "wake")
 
 
 def job_of_wake_channel(channel: str) -> uuid.UUID | None:
     parts = channel.split(":")
-    if len(parts) != 4 or f"{parts[0]}:{parts[1]}" != PREFIX or parts[3] != "wake":
+    if len(parts) != 4 or parts[:2] != [keyspace.current(), "progress"] or parts[3] != "wake":
         return None
     try:
         return uuid.UUID(parts[2])

@@ -147,7 +147,11 @@ def count_statements() -> Iterator[list[str]]:
 
 
 def spawn_worker(
-    settings: Settings, redis_url: str, latency_ms: int, workers: int = 2
+    settings: Settings,
+    redis_url: str,
+    latency_ms: int,
+    workers: int = 2,
+    extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A real `manage.py worker` process on the test database and Redis (idle claim 1 s)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
@@ -161,6 +165,7 @@ def spawn_worker(
         GENERATION_WORKERS=str(workers),
         GENERATION_CLAIM_IDLE_SECONDS="1",
     )
+    env.update(extra or {})
     return subprocess.Popen(
         [sys.executable, "manage.py", "worker"],
         cwd=ROOT,

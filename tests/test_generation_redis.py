@@ -16,10 +16,10 @@ from starlette.applications import Starlette
 
 from generation import redis_queue
 from generation.redis_queue import (
-    DEAD,
     GROUP,
     RedisJobWorker,
     _stream,
+    dead_stream,
     ensure_groups,
     replay_dead_letter,
 )
@@ -141,7 +141,7 @@ async def test_exhausted_job_is_dead_lettered_and_replays_once(
 ) -> None:
     redis = app.state.runtime.redis
     user = await sign_up(client)
-    before = {entry[0] for entry in await redis.xrange(DEAD)}
+    before = {entry[0] for entry in await redis.xrange(dead_stream())}
     # A job whose every attempt was lost (as repeated crashes leave it).
     body = await gql(
         client,
@@ -161,7 +161,7 @@ async def test_exhausted_job_is_dead_lettered_and_replays_once(
     assert job.error_code == "ATTEMPTS_EXHAUSTED"
 
     async def dead_entry() -> bytes | None:
-        new = [e for e in await redis.xrange(DEAD) if e[0] not in before]
+        new = [e for e in await redis.xrange(dead_stream()) if e[0] not in before]
         return new[0][0] if new else None
 
     await _until(dead_entry)
@@ -186,15 +186,22 @@ async def test_workers_take_jobs_by_tier_with_aging(
     redis = app.state.runtime.redis
     # Streams of their own: an entry id (its arrival time) must exceed every id a stream
     # ever held, and the shared streams have held newer ones.
-    monkeypatch.setattr("generation.redis_queue.PREFIX", f"test:jobs:{uuid.uuid4().hex[:8]}")
+    own = f"test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(redis_queue, "_stream", lambda tier: f"{own}:{{tiers}}:{tier}")
     await ensure_groups(redis)
     now_ms = int(time.time() * 1000)
     ids = {name: uuid.uuid4() for name in ("old_free", "premium", "standard", "new_free")}
     # Entry ids carry arrival times: the free job has waited longer than any head start.
-    await redis.xadd(_stream("free"), {"job": str(ids["old_free"])}, id=f"{now_ms - 200_000}-0")
-    await redis.xadd(_stream("free"), {"job": str(ids["new_free"])}, id=f"{now_ms}-0")
-    await redis.xadd(_stream("standard"), {"job": str(ids["standard"])}, id=f"{now_ms - 10}-0")
-    await redis.xadd(_stream("premium"), {"job": str(ids["premium"])}, id=f"{now_ms - 5}-0")
+    await redis.xadd(
+        redis_queue._stream("free"), {"job": str(ids["old_free"])}, id=f"{now_ms - 200_000}-0"
+    )
+    await redis.xadd(redis_queue._stream("free"), {"job": str(ids["new_free"])}, id=f"{now_ms}-0")
+    await redis.xadd(
+        redis_queue._stream("standard"), {"job": str(ids["standard"])}, id=f"{now_ms - 10}-0"
+    )
+    await redis.xadd(
+        redis_queue._stream("premium"), {"job": str(ids["premium"])}, id=f"{now_ms - 5}-0"
+    )
     worker = RedisJobWorker(redis, settings, app.state.runtime.writer, app.state.runtime.events)
     order = []
     for _ in range(4):
@@ -205,7 +212,7 @@ async def test_workers_take_jobs_by_tier_with_aging(
         await redis.xack(stream, GROUP, entry_id)
         await redis.xdel(stream, entry_id)
     assert order == [ids["old_free"], ids["premium"], ids["standard"], ids["new_free"]]
-    await redis.delete(*[_stream(tier) for tier in ("premium", "standard", "free")])
+    await redis.delete(*[redis_queue._stream(tier) for tier in ("premium", "standard", "free")])
 
 
 async def test_a_run_that_crashes_unexpectedly_is_taken_over(
@@ -217,7 +224,8 @@ async def test_a_run_that_crashes_unexpectedly_is_taken_over(
 ) -> None:
     """The run raises something no one expected (PostgreSQL down while claiming the job): the
     entry must not stay pending and renewed forever; it is taken over and the job finishes."""
-    monkeypatch.setattr("generation.redis_queue.PREFIX", f"test:jobs:{uuid.uuid4().hex[:8]}")
+    own = f"test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(redis_queue, "_stream", lambda tier: f"{own}:{{tiers}}:{tier}")
     redis = app.state.runtime.redis
     await ensure_groups(redis)
     real_run_job = redis_queue.run_job

@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from settings import Settings
 from subscriptions.redis_client import connect_redis
 from subscriptions.redis_progress_log import RedisProgressLog
 from tests.servers import PrivateRedis
-from tests.support import sign_up, spawn_worker
+from tests.support import gql, sign_up, spawn_worker
 from tests.test_live_support import (
     REDIS_RUN,
     SUBSCRIPTION,
@@ -194,6 +195,76 @@ async def test_a_subscriber_on_one_process_follows_a_job_worked_by_another(
         assert json.loads([m for m in sse if m.data][-1].data)["type"] == "completed"
         assert worker.poll() is None  # the worker process did the work and is still up
     finally:
+        stop(*webs, worker)
+
+
+@needs_redis
+async def test_two_deployments_share_one_redis_under_their_namespaces(
+    settings: Settings, tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    # Deployment A (a web process and a worker) and deployment B (a web process, no worker) on
+    # one Redis: A's job is worked and followed live within A; B's job is never taken by A's
+    # worker; every key and channel either wrote starts with its own namespace.
+    first, second = (f"t{uuid.uuid4().hex[:8]}" for _ in range(2))
+    ports = free_port(), free_port()
+    webs = [
+        spawn_web(
+            settings,
+            port,
+            redis_url=private_redis.url,
+            extra={"REDIS_NAMESPACE": namespace},
+            data_dir=tmp_path,
+        )
+        for port, namespace in zip(ports, (first, second), strict=True)
+    ]
+    worker = spawn_worker(
+        settings, private_redis.url, latency_ms=10, extra={"REDIS_NAMESPACE": first}
+    )
+    a, b = (f"http://127.0.0.1:{port}" for port in ports)
+    inspector = connect_redis(private_redis.url)
+    channels: list[str] = []
+    pubsub = inspector.pubsub()
+    await pubsub.psubscribe("*")
+
+    async def record() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "pmessage":
+                channels.append(message["channel"].decode())
+
+    recorder = asyncio.create_task(record())
+    try:
+        await asyncio.gather(
+            *(wait_ready(base, web) for base, web in zip((a, b), webs, strict=True))
+        )
+        async with (
+            httpx.AsyncClient(base_url=a, timeout=10) as via_a,
+            httpx.AsyncClient(base_url=b, timeout=10) as via_b,
+        ):
+            other = await sign_up(via_b)
+            stranded, _ = await generate(via_b, other.token, subjects=1, topics=1)
+            user = await sign_up(via_a)
+            job_id, _ = await generate(via_a, user.token, subjects=2, topics=2)
+            sse: list[SSEMessage] = []
+            await asyncio.wait_for(_sse(a, user.token, job_id, sse), timeout=40)
+            assert json.loads([m for m in sse if m.data][-1].data)["type"] == "completed"
+            status = await gql(
+                via_b,
+                "query($id: ID!) { generationJob(id: $id) { status } }",
+                {"id": stranded},
+                token=other.token,
+            )
+            assert status["data"]["generationJob"]["status"] == "QUEUED"
+        keys = [key.decode() async for key in inspector.scan_iter(match="*")]
+        namespaces = {key.split(":", 1)[0] for key in keys}
+        assert namespaces == {first, second}, sorted(keys)
+        for family in ("jobs", "progress", "limits"):
+            assert any(key.startswith(f"{first}:{family}:") for key in keys), (family, keys)
+        assert any(key.startswith(f"{second}:jobs:") for key in keys), keys
+        assert channels and {c.split(":", 1)[0] for c in channels} <= {first, second}, channels
+    finally:
+        recorder.cancel()
+        await pubsub.aclose()
+        await inspector.aclose()
         stop(*webs, worker)
 
 

@@ -23,7 +23,7 @@ from ai.errors import AIError
 from ai.offline_writer import OfflineCourseWriter
 from ai.writer import ModelTally, Usage
 from generation import queue_status
-from generation.redis_queue import DEAD, _stream
+from generation.redis_queue import _stream, dead_stream
 from generation.runner import InProcessJobRunner
 from models import GenerationJob, JobStatus, ModelUsage, User, UserRole
 from services import model_usage, operations
@@ -347,7 +347,7 @@ async def test_dead_letters_are_listed_and_replayed_once(
     assert all(d["job"]["id"] != job_id for d in listed)
     redis = app.state.runtime.redis
     if redis is not None:  # the audit stream forgets a replayed job
-        entries = await redis.xrange(DEAD)
+        entries = await redis.xrange(dead_stream())
         assert all(fields[b"job"].decode() != job_id for _, fields in entries)
 
 

@@ -7,7 +7,7 @@ APQ: a client sends `extensions.persistedQuery = {"version": 1, "sha256Hash": "<
 - hash and document: the hash must be the document's SHA-256 (else 400
   PERSISTED_QUERY_HASH_MISMATCH); a document that parses is stored, then it runs.
 Over POST and GET (`?extensions=…`, the CDN-friendly form). Documents live in Redis
-(`coursegen:apq:<hash>`, `apq_ttl_seconds`, refreshed when used) when REDIS_URL is set, in an
+(`<namespace>:apq:<hash>`, `apq_ttl_seconds`, refreshed when used) when REDIS_URL is set, in an
 in-process LRU otherwise (bounded by count and bytes). Registration is bounded because anyone
 may register: a document over `apq_max_document_bytes` runs but is not stored, and the bytes
 stored per client IP and in all are rate-limited (`apq_register_bytes_client`,
@@ -45,6 +45,7 @@ from starlette.responses import JSONResponse
 from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
 
+import keyspace
 from services.errors import DomainError
 from services.rate_limits import RateLimits
 from settings import Settings
@@ -53,7 +54,11 @@ log = logging.getLogger("coursegen.persisted_queries")
 
 APQ_VERSION = 1
 _HASH = re.compile(r"^[0-9a-f]{64}$")
-_REDIS_PREFIX = "coursegen:apq:"
+
+
+def _redis_key(sha: str) -> str:
+    return keyspace.key("apq", sha)
+
 
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
@@ -140,7 +145,7 @@ class RedisDocumentStore:
 
     async def get(self, sha: str) -> str | None:
         try:
-            value = await self.client.getex(_REDIS_PREFIX + sha, ex=self.ttl)
+            value = await self.client.getex(_redis_key(sha), ex=self.ttl)
         except RedisError as error:
             log.warning("APQ lookup unavailable (%s): answering not found", error)
             return None
@@ -150,7 +155,7 @@ class RedisDocumentStore:
 
     async def put(self, sha: str, document: str) -> None:
         try:
-            await self.client.set(_REDIS_PREFIX + sha, document, ex=self.ttl)
+            await self.client.set(_redis_key(sha), document, ex=self.ttl)
         except RedisError as error:
             log.warning("APQ registration skipped (%s)", error)
 
