@@ -1,7 +1,7 @@
 """The namespace every Redis key and channel of the service lives under (REDIS_NAMESPACE).
 
 Two deployments, or two test runs, can share one Redis when their namespaces differ. It is one
-value per process, set once at startup (runtime.build, manage.py worker), like the logging
+value per process, set once at startup (app.create_app, manage.py worker), like the logging
 configuration: every process of one deployment must use the same one, since web processes and
 workers meet on these keys. Names are read when a key is built, never cached at import.
 """

@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import keyspace
+
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
@@ -35,7 +37,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     # Every Redis key and channel starts with `<namespace>:`; deployments sharing a Redis differ.
-    redis_namespace: str = Field(default="coursegen", alias="REDIS_NAMESPACE")
+    redis_namespace: str = Field(default=keyspace.DEFAULT, alias="REDIS_NAMESPACE")
     secret_key: str | None = Field(default=None, alias="SECRET_KEY", repr=False)
 
     # Tokens: the access token is short-lived; the refresh token rotates on every use.
@@ -252,8 +254,6 @@ class Settings(BaseSettings):
     @field_validator("redis_namespace")
     @classmethod
     def _usable_namespace(cls, value: str) -> str:
-        import keyspace
-
         if not keyspace.valid(value):
             raise ValueError(
                 "REDIS_NAMESPACE must be 1 to 64 of A-Z a-z 0-9 _ . - (no ':' or braces)"
