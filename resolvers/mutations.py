@@ -70,8 +70,8 @@ async def refresh_token(info: Info, token: str) -> TokenPair:
     return await accounts.refresh(_context(info).settings, token)
 
 
-async def log_out(info: Info) -> None:
-    await accounts.log_out(_context(info).require_viewer())
+async def log_out(info: Info, everywhere: bool = False) -> None:
+    await accounts.log_out(_context(info).require_viewer(), everywhere=everywhere)
 
 
 async def create_course(info: Info, data: dict[str, Any]) -> CourseRecord:

@@ -123,10 +123,11 @@ class Mutation(GenerationMutation, SyncMutation, AdminMutation):
         return await _result(resolve.refresh_token(info, token), _auth)
 
     @strawberry.mutation(
-        description="End this session: its refresh and access tokens stop working."
+        description="End this session: its refresh and access tokens stop working. With "
+        "`everywhere`, every session of the account ends (log out on all devices)."
     )
-    async def log_out(self, info: Info) -> LogOutResult:
-        return await _result(resolve.log_out(info), lambda _: LogOutSuccess())
+    async def log_out(self, info: Info, everywhere: bool = False) -> LogOutResult:
+        return await _result(resolve.log_out(info, everywhere), lambda _: LogOutSuccess())
 
     @strawberry.mutation
     async def create_course(self, info: Info, input: CreateCourseInput) -> CreateCourseResult:

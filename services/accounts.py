@@ -216,10 +216,17 @@ async def refresh(settings: Settings, token: str) -> TokenPair:
     )
 
 
-async def log_out(viewer: Viewer) -> None:
-    await AuthSession.filter(id=viewer.session_id, revoked_at=None).update(
-        revoked_at=_now(), revoked_reason="logout"
-    )
+async def log_out(viewer: Viewer, *, everywhere: bool = False) -> None:
+    """End the viewer's session, or every live session of the account. Access tokens of ended
+    sessions stop working at once (each request checks its session), live connections at their
+    next session check, and their refresh tokens are refused."""
+    live = AuthSession.filter(revoked_at=None)
+    if everywhere:
+        await live.filter(user_id=viewer.id).update(
+            revoked_at=_now(), revoked_reason="logout_everywhere"
+        )
+    else:
+        await live.filter(id=viewer.session_id).update(revoked_at=_now(), revoked_reason="logout")
 
 
 async def viewer_from_access_token(settings: Settings, token: str) -> Viewer:

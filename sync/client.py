@@ -252,7 +252,10 @@ def _apply_locally(state: dict[Key, dict[str, Any]], name: str, args: dict[str, 
     elif name == "saveNote":
         row = state.get(("note", args["noteId"]))
         if row is not None:
+            # The server bumps the version when it applies the edit; so does the view, so the
+            # next edit queued here is based on this one, not in conflict with it.
             row["body"] = args["body"]
+            row["version"] = int(row.get("version", 1)) + 1
     elif name == "deleteNote":
         state.pop(("note", args["noteId"]), None)
     elif name == "createCourse":

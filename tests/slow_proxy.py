@@ -1,5 +1,6 @@
 """A TCP proxy on loopback that delays what the server sends by `delay` seconds per chunk:
-PostgreSQL made slow without touching PostgreSQL (shared by other test runs)."""
+PostgreSQL made slow without touching PostgreSQL (shared by other test runs). `drop()` cuts
+every open connection (a network blip) while new ones are still accepted."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class SlowProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.connections = 0  # accepted so far
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -26,7 +28,15 @@ class SlowProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def drop(self) -> None:
+        """Close every connection open now; the listener stays up."""
+        pumps = list(self._tasks)
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:

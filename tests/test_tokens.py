@@ -435,6 +435,25 @@ async def test_log_out_ends_only_that_session(client: httpx.AsyncClient) -> None
     await _assert_accepted(client, renewed["accessToken"], user.id)
 
 
+async def test_log_out_everywhere_ends_every_session_of_the_account_only(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await sign_up(client)
+    phone = await _log_in(client, user)
+    stranger = await sign_up(client)
+    everywhere = LOG_OUT.replace("logOut {", "logOut(everywhere: true) {")
+
+    body = await gql(client, everywhere, token=phone["accessToken"])
+
+    assert body["data"]["logOut"] == {"__typename": "LogOutSuccess", "ok": True}
+    for token in (user.token, phone["accessToken"]):
+        await _assert_refused(client, token, PROTECTED[0])
+    for refresh in (user.refresh_token, phone["refreshToken"]):
+        _assert_unauthenticated(await _refresh(client, refresh))
+    await _assert_accepted(client, stranger.token, stranger.id)
+    assert await AuthSession.filter(user_id=user.id, revoked_at=None).count() == 0
+
+
 async def test_log_out_also_ends_tokens_from_earlier_refreshes(client: httpx.AsyncClient) -> None:
     user = await sign_up(client)
     rotated = await _refresh(client, user.refresh_token)

@@ -29,6 +29,10 @@ from tests.test_live_support import ROOT, free_port, spawn_web, stop, wait_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+MARKDOWN_TAGS = {
+    *("p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "code", "pre"),
+    *("blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td"),
+}
 LATENCY_MS = 120  # per offline-writer call: the progress view is seen moving
 
 
@@ -140,8 +144,11 @@ async def test_sign_up_generate_watch_progress_and_open_the_course(
             assert await page.locator("article.topic").count() == 9
             content = page.locator("article.topic .content").first
             assert (await content.text_content() or "").strip()
-            # Model output is text, never markup.
-            assert await content.evaluate("node => node.children.length") == 0
+            # Model output is Markdown rendered through the sanitizer: formatting, nothing else.
+            tags = await content.evaluate(
+                "node => [...node.querySelectorAll('*')].map(e => e.tagName.toLowerCase())"
+            )
+            assert tags and set(tags) <= MARKDOWN_TAGS, tags
 
             # An expired access token is renewed (rotating the refresh token) before the request.
             before = await page.evaluate("localStorage.getItem('coursegen.session')")

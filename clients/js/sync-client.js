@@ -381,9 +381,13 @@ export function applyLocally(state, name, args) {
         version: 1,
       });
       break;
-    case "saveNote":
-      edit(`note/${args.noteId}`, { body: args.body });
+    case "saveNote": {
+      // The server bumps the version when it applies the edit: so does the view, so that the
+      // next edit queued on this device is based on this one (not a conflict with it).
+      const row = state.get(`note/${args.noteId}`);
+      if (row) state.set(`note/${args.noteId}`, { ...row, body: args.body, version: (row.version ?? 1) + 1 });
       break;
+    }
     case "deleteNote":
       state.delete(`note/${args.noteId}`);
       break;

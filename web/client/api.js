@@ -1,9 +1,13 @@
 // The GraphQL API as the page uses it: a session (access + refresh token) kept in memory and in
 // localStorage, the access token's expiry checked before each request and renewed through the
 // rotating refresh token, one refresh in flight however many requests are waiting for it.
+// Queries are deduplicated (the same query and variables in flight share one request) and
+// retried with full jitter when the network or the server fails for a moment.
 
 const STORAGE_KEY = "coursegen.session";
 const EARLY_SECONDS = 30; // renew this long before the access token expires
+const RETRY = { attempts: 4, baseMs: 300, capMs: 5_000 };
+const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
 const AUTH_FIELDS = `
   __typename
@@ -13,6 +17,7 @@ const AUTH_FIELDS = `
 
 let session = load();
 let refreshing = null; // the one refresh in flight (a Promise), or null
+const inFlight = new Map(); // query + variables -> the Promise of its answer
 const listeners = new Set();
 
 function load() {
@@ -41,12 +46,19 @@ export function onSessionChange(listener) {
 }
 
 export class ApiError extends Error {
-  constructor(message, code = "NETWORK", field = null) {
+  constructor(message, code = "NETWORK", field = null, retryAfter = null) {
     super(message);
     this.code = code;
     this.field = field;
+    this.retryAfter = retryAfter;
+  }
+
+  get retryable() {
+    return this.code === "NETWORK" || this.code === "UNAVAILABLE";
   }
 }
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function post(query, variables, token) {
   const headers = { "content-type": "application/json", accept: "application/json" };
@@ -60,6 +72,15 @@ async function post(query, variables, token) {
     });
   } catch (error) {
     throw new ApiError("The server cannot be reached. Check your connection and retry.");
+  }
+  if (RETRYABLE_STATUS.has(response.status)) {
+    const retryAfter = Number(response.headers.get("retry-after"));
+    throw new ApiError(
+      "The server is busy for a moment; retrying.",
+      "UNAVAILABLE",
+      null,
+      Number.isFinite(retryAfter) ? retryAfter : null,
+    );
   }
   let body = null;
   try {
@@ -102,19 +123,30 @@ export async function logIn(email, password) {
   return remember(data.logIn);
 }
 
-export async function logOut() {
-  const token = session && session.accessToken;
+/** Ends this session, or with `everywhere` every session of the account (all devices). */
+export async function logOut({ everywhere = false } = {}) {
+  let token = null;
+  try {
+    token = session && (await accessToken());
+  } catch {
+    token = session && session.accessToken;
+  }
   store(null);
   if (token) {
     try {
-      await post("mutation { logOut { __typename } }", {}, token);
+      await post(
+        "mutation($everywhere: Boolean!) { logOut(everywhere: $everywhere) { __typename } }",
+        { everywhere },
+        token,
+      );
     } catch {
-      // The local session is gone either way.
+      // The local session is gone either way; an unreachable server lets the token expire.
     }
   }
 }
 
-function refresh() {
+/** Renews the access token now (after the server refused it); one renewal in flight. */
+export function refresh() {
   if (!refreshing) {
     const token = session && session.refreshToken;
     refreshing = (async () => {
@@ -145,8 +177,36 @@ export async function accessToken() {
   return session.accessToken;
 }
 
-/** An authenticated GraphQL request; the `data` of its answer. */
-export async function gql(query, variables = {}) {
+/** An authenticated GraphQL request; the `data` of its answer. Queries are shared while in
+ * flight and retried with full jitter; mutations are sent once (retrying one is the caller's
+ * decision: generateCourse carries an idempotency key for that). */
+export function gql(query, variables = {}) {
+  if (/^\s*mutation\b/.test(query)) return authorized(query, variables);
+  const key = JSON.stringify([query, variables]);
+  let answer = inFlight.get(key);
+  if (!answer) {
+    answer = withRetries(() => authorized(query, variables)).finally(() => inFlight.delete(key));
+    inFlight.set(key, answer);
+  }
+  return answer;
+}
+
+async function authorized(query, variables) {
   return post(query, variables, await accessToken());
+}
+
+async function withRetries(send) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (error) {
+      if (!(error instanceof ApiError) || !error.retryable || attempt >= RETRY.attempts) throw error;
+      if (typeof navigator !== "undefined" && navigator.onLine === false) throw error;
+      const ceiling = Math.min(RETRY.capMs, RETRY.baseMs * 2 ** (attempt - 1));
+      let wait = Math.random() * ceiling; // full jitter: clients that failed together spread out
+      if (error.retryAfter != null) wait = Math.max(wait, error.retryAfter * 1000);
+      await sleep(wait);
+    }
+  }
 }
 
