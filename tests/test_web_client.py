@@ -11,10 +11,12 @@ Debian packages are in .ci/apt-packages, Playwright in the dev extra) and is ski
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +26,8 @@ import httpx
 import pytest
 
 from settings import Settings
-from tests.support import spawn_worker
+from tests.slow_proxy import SlowProxy
+from tests.support import gql, sign_up, spawn_worker
 from tests.test_live_support import ROOT, free_port, spawn_web, stop, wait_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,7 +60,14 @@ async def web(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     processes: list[subprocess.Popen[bytes]] = []
     extra = {"COURSEGEN_OFFLINE_LATENCY_MS": str(LATENCY_MS)}
     processes.append(
-        spawn_web(settings, port, redis_url=settings.redis_url, extra=extra, data_dir=tmp_path)
+        spawn_web(
+            settings,
+            port,
+            redis_url=settings.redis_url,
+            extra=extra,
+            data_dir=tmp_path,
+            log_file=tmp_path / "web.log",  # a pipe nobody reads would fill and stall the server
+        )
     )
     if settings.redis_url:  # jobs go through the Redis queue to a worker process
         processes.append(spawn_worker(settings, settings.redis_url, latency_ms=LATENCY_MS))
@@ -174,3 +184,242 @@ async def test_sign_up_generate_watch_progress_and_open_the_course(
 def _refresh_token(raw: str) -> str:
     token: str = json.loads(raw)["refreshToken"]
     return token
+
+
+# --- offline, pokes, rejections, a dropped stream ------------------------------------------
+
+GENERATE = """mutation($input: GenerateCourseInput!) {
+  generateCourse(input: $input) { __typename ... on GenerateCourseSuccess { job { id } course { id } } }
+}"""
+JOB = "query($id: ID!) { generationJob(id: $id) { status } }"
+COURSE_STATE = """query($id: ID!) { course(id: $id) { subjects { topics {
+  id progress { completed } bookmarked notes { id body version } } } } }"""
+NETWORK_NOISE = ("net::ERR_", "Failed to load resource", "WebSocket connection")
+
+
+def _watch(page: Any, problems: list[str]) -> None:
+    page.set_default_timeout(20_000)
+    page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+
+    def console(message: Any) -> None:
+        # A browser offline (or a connection cut on purpose) logs its failed requests.
+        if message.type == "error" and not any(n in message.text for n in NETWORK_NOISE):
+            problems.append(f"console: {message.text}")
+
+    page.on("console", console)
+
+
+async def _signed_in(page: Any, base: str, user: Any) -> None:
+    """The page with `user`'s session in localStorage, as after logging in."""
+    await page.goto(base + "/")
+    session = {
+        "accessToken": user.token,
+        "refreshToken": user.refresh_token,
+        "expiresAt": int(time.time() * 1000) + 600_000,
+        "user": {"id": str(user.id), "email": user.email, "displayName": "Ada"},
+    }
+    await page.evaluate("s => localStorage.setItem('coursegen.session', s)", json.dumps(session))
+
+
+async def _generated_course(client: httpx.AsyncClient, token: str) -> str:
+    body = await gql(
+        client,
+        GENERATE,
+        {"input": {"topic": "Knots for sailors", "subjectCount": 2, "topicsPerSubject": 3}},
+        token,
+    )
+    result = body["data"]["generateCourse"]
+    for _ in range(600):
+        job = await gql(client, JOB, {"id": result["job"]["id"]}, token)
+        if job["data"]["generationJob"]["status"] in {"SUCCEEDED", "FAILED", "CANCELLED"}:
+            break
+        await asyncio.sleep(0.1)
+    assert job["data"]["generationJob"]["status"] == "SUCCEEDED", job
+    course_id: str = result["course"]["id"]
+    return course_id
+
+
+async def _server_topics(
+    client: httpx.AsyncClient, token: str, course_id: str
+) -> list[dict[str, Any]]:
+    body = await gql(client, COURSE_STATE, {"id": course_id}, token)
+    return [t for s in body["data"]["course"]["subjects"] for t in s["topics"]]
+
+
+async def test_offline_changes_survive_a_reload_and_sync_when_the_network_returns(
+    web: str, tmp_path: Path
+) -> None:
+    async_playwright = _browser_or_skip()
+    problems: list[str] = []
+    async with httpx.AsyncClient(base_url=web, timeout=20) as client, async_playwright() as pw:
+        user = await sign_up(client)
+        course_id = await _generated_course(client, user.token)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": 1100, "height": 900})
+            page = await context.new_page()
+            _watch(page, problems)
+            await _signed_in(page, web, user)
+            await page.goto(f"{web}/#/courses/{course_id}")
+            await page.reload()
+            await page.wait_for_selector("article.topic")
+            assert await page.locator("article.topic").count() == 6
+            await page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+            await page.wait_for_selector("#sync-status:has-text('All changes synced')")
+            topics = page.locator("article.topic")
+
+            await context.set_offline(True)
+            for i in range(3):
+                await topics.nth(i).locator("input.done").check()
+            note = topics.nth(3).locator("textarea.note-body")
+            await note.fill("Bowline: the rabbit comes out of the hole")
+            await topics.nth(3).locator("button.save-note").click()
+            await note.fill("Bowline: rabbit out of the hole, round the tree, back down")
+            await topics.nth(3).locator("button.save-note").click()
+            await topics.nth(4).locator("button.bookmark").click()
+            status = page.locator("#sync-status")
+            await page.wait_for_selector("#sync-status:has-text('6 changes waiting')")
+            assert "Offline" in (await status.text_content() or "")
+            _save(await page.screenshot(full_page=True), "offline.png", tmp_path)
+            # Nothing reached the server.
+            before = await _server_topics(client, user.token, course_id)
+            assert not any(t["progress"] for t in before) and not any(t["notes"] for t in before)
+
+            await page.reload()  # offline: the shell from the service worker, data from IndexedDB
+            await page.wait_for_selector("article.topic")
+            assert [await topics.nth(i).locator("input.done").is_checked() for i in range(4)] == [
+                True,
+                True,
+                True,
+                False,
+            ]
+            assert (await note.input_value()).startswith("Bowline: rabbit out")
+            assert (
+                await topics.nth(4).locator("button.bookmark").get_attribute("aria-pressed")
+                == "true"
+            )
+            await page.wait_for_selector("#sync-status:has-text('6 changes waiting')")
+
+            await context.set_offline(False)
+            await page.wait_for_selector("#sync-status:has-text('All changes synced')")
+            after = await _server_topics(client, user.token, course_id)
+            assert [bool(t["progress"] and t["progress"]["completed"]) for t in after] == [
+                True,
+                True,
+                True,
+                False,
+                False,
+                False,
+            ]
+            assert [t["bookmarked"] for t in after] == [False] * 4 + [True, False]
+            # Two edits queued on one device: one note at version 2, no conflict copy.
+            notes = after[3]["notes"]
+            assert len(notes) == 1 and notes[0]["version"] == 2, notes
+            assert notes[0]["body"] == "Bowline: rabbit out of the hole, round the tree, back down"
+            assert not any(t["notes"] for i, t in enumerate(after) if i != 3)
+        finally:
+            await browser.close()
+    assert problems == []
+
+
+async def test_a_rejected_change_is_rolled_back_and_a_poke_refreshes_the_page(
+    web: str, tmp_path: Path
+) -> None:
+    async_playwright = _browser_or_skip()
+    problems: list[str] = []
+    async with httpx.AsyncClient(base_url=web, timeout=20) as client, async_playwright() as pw:
+        user = await sign_up(client)
+        course_id = await _generated_course(client, user.token)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            _watch(page, problems)
+            await _signed_in(page, web, user)
+            await page.goto(f"{web}/#/courses/{course_id}")
+            await page.reload()
+            topics = page.locator("article.topic")
+            await page.wait_for_selector("#sync-status:has-text('All changes synced')")
+            note = topics.nth(0).locator("textarea.note-body")
+            await note.fill("first thoughts")
+            await topics.nth(0).locator("button.save-note").click()
+            for _ in range(200):  # until the push has landed
+                notes = (await _server_topics(client, user.token, course_id))[0]["notes"]
+                if notes:
+                    break
+                await asyncio.sleep(0.1)
+            [saved] = notes
+
+            # Another device completes a topic: the server pokes this page, which pulls.
+            topic_id = await topics.nth(2).get_attribute("data-topic-id")
+            done = await gql(
+                client,
+                "mutation($t: ID!) { completeTopic(input: {topicId: $t}) { __typename } }",
+                {"t": topic_id},
+                user.token,
+            )
+            assert done["data"]["completeTopic"]["__typename"] == "CompleteTopicSuccess", done
+            await page.wait_for_function(
+                "id => document.querySelector(`[data-topic-id='${id}'] input.done`).checked",
+                arg=topic_id,
+            )
+
+            # Offline, the note is edited here while another device deletes it.
+            await context.set_offline(True)
+            await note.fill("second thoughts")
+            await topics.nth(0).locator("button.save-note").click()
+            gone = await gql(
+                client,
+                "mutation($id: ID!) { deleteNote(id: $id) { __typename } }",
+                {"id": saved["id"]},
+                user.token,
+            )
+            assert gone["data"]["deleteNote"]["__typename"] == "DeleteNoteSuccess", gone
+            await context.set_offline(False)
+            await page.wait_for_selector("#rejections:has-text('The note was deleted')")
+            assert "A note edit was undone" in (await page.text_content("#rejections") or "")
+            await page.wait_for_selector("#sync-status:has-text('All changes synced')")
+            assert await note.input_value() == ""  # rolled back to the server's state
+            assert (await _server_topics(client, user.token, course_id))[0]["notes"] == []
+        finally:
+            await browser.close()
+    assert problems == []
+
+
+async def test_a_dropped_connection_mid_generation_resumes_with_no_event_missed(
+    web: str, tmp_path: Path
+) -> None:
+    async_playwright = _browser_or_skip()
+    problems: list[str] = []
+    port = int(web.rsplit(":", 1)[1])
+    proxy = SlowProxy("127.0.0.1", port)
+    await proxy.start()
+    base = f"http://127.0.0.1:{proxy.port}"
+    try:
+        async with httpx.AsyncClient(base_url=web, timeout=20) as client, async_playwright() as pw:
+            user = await sign_up(client)
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+            try:
+                page = await browser.new_page()
+                _watch(page, problems)
+                streams: list[str] = []
+                page.on("request", lambda r: streams.append(r.url) if "/events/" in r.url else None)
+                await _signed_in(page, base, user)
+                await page.reload()
+                await page.fill("#generate input[name=topic]", "Lighthouses of Brittany")
+                await page.click("#generate button[type=submit]")
+                await page.wait_for_url(re.compile(r"#/jobs/"))
+                await page.wait_for_selector("#events li")
+                await proxy.drop()  # every connection cut, mid-generation
+                await page.wait_for_selector("#open-course", timeout=60_000)
+                seqs = await page.eval_on_selector_all(
+                    "#events li", "els => els.map(e => +e.dataset.seq)"
+                )
+                assert seqs == list(range(1, len(seqs) + 1)), seqs
+                assert await page.text_content("#events li:last-child") is not None
+                assert len(streams) >= 2, streams  # it did reconnect
+            finally:
+                await browser.close()
+    finally:
+        await proxy.close()
+    assert problems == []
