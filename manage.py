@@ -51,10 +51,10 @@ async def _work() -> None:
     from ai.writer import CourseWriter
     from generation.redis_queue import RedisJobWorker
     from models import db
+    from redis_connection import connect_redis, connect_subscriber
     from services import scopes
     from settings import Settings
     from subscriptions.redis_broker import RedisPublisher
-    from subscriptions.redis_client import connect_redis
     from subscriptions.redis_progress_log import RedisProgressLog
     from sync import poke
     from web.logs import configure_logging
@@ -69,9 +69,12 @@ async def _work() -> None:
         start_http_server(settings.worker_metrics_port)
     keyspace.use(settings.redis_namespace)
     client = connect_redis(settings.redis_url)
+    subscriber = connect_subscriber(settings.redis_url)  # the cancel channel's connections
     await db.connect(settings)
     writer: CourseWriter = build_writer(settings, client)
-    worker = RedisJobWorker(client, settings, writer, RedisProgressLog(client))
+    worker = RedisJobWorker(
+        client, settings, writer, RedisProgressLog(client), subscriber=subscriber
+    )
     # A finished course pokes its readers on every web process (syncPoke).
     scopes.on_commit(poke.listener(RedisPublisher(client)))
     loop = asyncio.get_running_loop()
@@ -81,6 +84,7 @@ async def _work() -> None:
         await worker.run()
     finally:
         await writer.aclose()
+        await subscriber.aclose()
         await client.aclose()
         await db.close()
 

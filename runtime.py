@@ -10,17 +10,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import redis.asyncio as redis
-
 from ai.routed_writer import build_writer
 from ai.writer import CourseWriter
 from generation.jobs import JobQueue
 from generation.redis_queue import RedisJobQueue, ensure_groups
 from generation.runner import InProcessJobRunner
+from redis_connection import RedisClient, connect_redis
 from services.rate_limits import RateLimits
 from settings import Settings
 from subscriptions.progress_log import InProcessProgressLog, ProgressLog
-from subscriptions.redis_client import connect_redis
 from subscriptions.redis_progress_log import RedisProgressLog
 
 
@@ -31,7 +29,7 @@ class Runtime:
     jobs: JobQueue
     writer: CourseWriter
     rate_limits: RateLimits
-    redis: redis.Redis | None = None
+    redis: RedisClient | None = None
 
 
 @asynccontextmanager

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     env: Environment = Field(default=Environment.DEVELOPMENT, alias="COURSEGEN_ENV")
     data_dir: Path = Field(default=Path("data"), alias="COURSEGEN_DATA_DIR")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    # One server, `redis://host:6379/0` (`rediss://` TLS), or a Redis Cluster,
+    # `redis+cluster://host:port,host:port/` (`rediss+cluster://` TLS); see redis_connection.py.
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     # Every Redis key and channel starts with `<namespace>:`; deployments sharing a Redis differ.
     redis_namespace: str = Field(default=keyspace.DEFAULT, alias="REDIS_NAMESPACE")
@@ -258,6 +260,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "REDIS_NAMESPACE must be 1 to 64 of A-Z a-z 0-9 _ . - (no ':' or braces)"
             )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_redis_url(cls, value: str | None) -> str | None:
+        # A cluster URL's mistakes (a database number, a node without a host) are told at
+        # start-up, not at the first command.
+        from redis_connection import is_cluster_url, parse_cluster_url
+
+        if value and is_cluster_url(value):
+            parse_cluster_url(value)
         return value
 
     @field_validator("argon2_profile")

@@ -79,6 +79,10 @@ class BudgetStore(Protocol):
     async def spent(self, user: str) -> tuple[Decimal, Decimal]: ...
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _periods(now: datetime) -> tuple[str, str]:
     return now.strftime("%Y%m%d"), now.strftime("%Y%m")
 
@@ -171,38 +175,35 @@ class MemoryBudget:
         return from_micros(self._used[(user, day)]), from_micros(self._used[(user, month)])
 
 
-# Releases the expired holds of one user. KEYS: reserved, open (a sorted set: member
-# "id:micros:day:month", score its expiry). ARGV: now, the key base of the user's period
-# counters. The period keys are built here because an expired hold may be of an earlier day;
-# they share the user's hash tag with KEYS, so they live in the same cluster slot.
+# Every key a script touches is one of its KEYS, all under the user's hash tag: a Redis
+# Cluster routes a script by its KEYS and keeps a user's budget in one slot.
+
+# Releases expired holds of one user. KEYS: reserved, open (a sorted set: member
+# "id:micros:day:month", score its expiry), then the day and month counters of each hold.
+# ARGV: the members, in the same order. A hold is released only if it is still open (ZREM
+# succeeds), so two sweeps of the same hold, or a sweep racing its settle, count it once.
 _SWEEP_LUA = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for _, member in ipairs(expired) do
-  local _, _, micros, day, month = string.find(member, '^[^:]+:(%d+):(%d+):(%d+)$')
-  if micros then
-    redis.call('DECRBY', ARGV[2] .. ':d:' .. day, micros)
-    redis.call('DECRBY', ARGV[2] .. ':m:' .. month, micros)
-    redis.call('DECRBY', KEYS[1], micros)
+local released = 0
+for i, member in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[2], member) == 1 then
+    local micros = tonumber(string.match(member, '^[^:]+:(%d+):%d+:%d+$'))
+    if micros then
+      redis.call('DECRBY', KEYS[1 + 2 * i], micros)
+      redis.call('DECRBY', KEYS[2 + 2 * i], micros)
+      redis.call('DECRBY', KEYS[1], micros)
+    end
+    released = released + 1
   end
-  redis.call('ZREM', KEYS[2], member)
 end
-return #expired
+return released
 """
 
 # KEYS: day, month, reserved, open. ARGV: micros, daily limit (-1: none), monthly limit, day
-# ttl, month ttl, now, key base, member, expiry. Sweeps the user's expired holds first.
-# Returns 1 when reserved, 0 when it would cross a limit (nothing reserved).
+# ttl, month ttl, now, member, expiry. Returns 1 when reserved, 0 when it would cross a limit
+# (nothing reserved), -1 when the user has expired holds: the caller sweeps them (the sweep
+# must name their counters as KEYS, which only a read tells) and reserves again.
 _RESERVE_LUA = """
-local swept = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[6])
-for _, member in ipairs(swept) do
-  local _, _, micros, day, month = string.find(member, '^[^:]+:(%d+):(%d+):(%d+)$')
-  if micros then
-    redis.call('DECRBY', ARGV[7] .. ':d:' .. day, micros)
-    redis.call('DECRBY', ARGV[7] .. ':m:' .. month, micros)
-    redis.call('DECRBY', KEYS[3], micros)
-  end
-  redis.call('ZREM', KEYS[4], member)
-end
+if #redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[6], 'LIMIT', 0, 1) > 0 then return -1 end
 local amount = tonumber(ARGV[1])
 local day = tonumber(redis.call('GET', KEYS[1]) or '0')
 local month = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -214,7 +215,7 @@ redis.call('INCRBY', KEYS[2], amount)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('INCRBY', KEYS[3], amount)
 redis.call('EXPIRE', KEYS[3], ARGV[5])
-redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8])
+redis.call('ZADD', KEYS[4], ARGV[8], ARGV[7])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 return 1
 """
@@ -263,9 +264,16 @@ class RedisBudget:
 
     async def sweep(self, user: str) -> int:
         """Release the user's expired holds; how many there were."""
-        keys = self._keys(user, "", "")
+        reserved, open_ = self._keys(user, "", "")[2:]
         now = self._clock().timestamp()
-        return int(await self._sweep_script(keys=keys[2:], args=[now, self._base(user)]))
+        expired = [_text(m) for m in await self._redis.zrangebyscore(open_, "-inf", now)]
+        if not expired:
+            return 0
+        keys = [reserved, open_]
+        for member in expired:
+            _, _, day, month = [*member.split(":"), "", "", "", ""][:4]
+            keys.extend(self._keys(user, day, month)[:2])
+        return int(await self._sweep_script(keys=keys, args=expired))
 
     async def _used(self, user: str) -> tuple[int, int]:
         day, month = _periods(self._clock())
@@ -292,21 +300,24 @@ class RedisBudget:
             uuid.uuid4().hex,
             now.timestamp() + self._reservation_seconds,
         )
-        ok = await self._reserve(
-            keys=self._keys(user, day, month),
-            args=[
-                micros,
-                -1 if limits.daily is None else limits.daily,
-                -1 if limits.monthly is None else limits.monthly,
-                _DAY_TTL,
-                _MONTH_TTL,
-                now.timestamp(),
-                self._base(user),
-                held.member,
-                held.expires_at,
-            ],
-        )
-        return held if int(ok) == 1 else None
+        args = [
+            micros,
+            -1 if limits.daily is None else limits.daily,
+            -1 if limits.monthly is None else limits.monthly,
+            _DAY_TTL,
+            _MONTH_TTL,
+            now.timestamp(),
+            held.member,
+            held.expires_at,
+        ]
+        keys = self._keys(user, day, month)
+        ok = int(await self._reserve(keys=keys, args=args))
+        for _ in range(3):  # expired holds first: each sweep leaves fewer (none, unless racing)
+            if ok != -1:
+                break
+            await self.sweep(user)
+            ok = int(await self._reserve(keys=keys, args=args))
+        return held if ok == 1 else None
 
     async def settle(self, reservation: Reservation, actual: Decimal) -> None:
         await self._settle(

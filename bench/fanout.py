@@ -295,7 +295,7 @@ async def run_step(args: argparse.Namespace, total: int, folder: Path) -> dict[s
 async def _run_step(
     args: argparse.Namespace, total: int, folder: Path, database_url: str
 ) -> dict[str, Any]:
-    from subscriptions.redis_client import connect_redis
+    from redis_connection import connect_redis
     from subscriptions.redis_progress_log import RedisProgressLog
 
     redis = Redis()

@@ -21,7 +21,6 @@ import time
 import uuid
 from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,6 +31,7 @@ from generation import dead_letters, jobs
 from generation.pipeline import run_job
 from generation.runner import TIER_HEAD_START_SECONDS
 from models import GenerationJob, JobStatus
+from redis_connection import CLUSTER_OUTAGE, RedisClient
 from settings import Settings
 from subscriptions.progress_log import ProgressLog
 from subscriptions.redis_progress_log import RedisProgressLog
@@ -40,8 +40,14 @@ log = logging.getLogger("coursegen.generation")
 
 TIERS = ("premium", "standard", "free")
 GROUP = "workers"
-# What a restarted or briefly unreachable Redis raises (NOGROUP after a restart is a reply).
-REDIS_TROUBLE = (RedisConnectionError, RedisTimeoutError, ResponseError)
+# What a restarted or briefly unreachable Redis raises (NOGROUP after a restart is a reply;
+# so does a cluster with slots that have no reachable owner).
+REDIS_TROUBLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ResponseError,
+    *CLUSTER_OUTAGE,
+)
 
 
 def dead_stream() -> str:
@@ -67,7 +73,7 @@ def _ms(entry_id: bytes | str) -> int:
 class RedisJobQueue:
     """The producer side, used by web processes: enqueue and cancel."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         # redis-py types replies as unions of raw protocol shapes; we decode them ourselves.
         self.client: Any = client
 
@@ -125,16 +131,20 @@ class RedisJobWorker:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         settings: Settings,
         writer: CourseWriter,
         events: ProgressLog,
         *,
         concurrency: int | None = None,
         name: str | None = None,
+        subscriber: Any | None = None,
     ) -> None:
         # redis-py types replies as unions of raw protocol shapes; we decode them ourselves.
         self.client: Any = client
+        # Where the cancel listener's pub/sub connections come from (`.pubsub()`):
+        # redis_connection.connect_subscriber's, or the client itself on one server.
+        self.subscriber: Any = subscriber if subscriber is not None else client
         self.settings = settings
         self.writer = writer
         self.events = events
@@ -323,7 +333,7 @@ class RedisJobWorker:
                 await asyncio.sleep(0.5)
 
     async def _cancel_loop(self) -> None:
-        pubsub = self.client.pubsub()
+        pubsub = self.subscriber.pubsub()
         await pubsub.subscribe(cancel_channel())
         try:
             while not self._stopping.is_set():

@@ -43,6 +43,10 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     redis_errors.ConnectionError,  # also BusyLoadingError (a Redis still loading)
     redis_errors.TimeoutError,
+    # A Redis Cluster whose slots have no reachable owner (a node down, a failover under way).
+    redis_errors.ClusterDownError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.RedisClusterUnreachableError,
 )
 
 

@@ -14,10 +14,11 @@ import math
 import time
 
 from limits import parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 import keyspace
+from redis_connection import is_cluster_url, parse_cluster_url
 from services.availability import is_unavailable, unavailable
 from services.errors import DomainError, ErrorCode
 
@@ -26,12 +27,7 @@ log = logging.getLogger("coursegen.rate_limits")
 
 class RateLimits:
     def __init__(self, redis_url: str | None = None) -> None:
-        storage: Storage
-        if redis_url:
-            uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-            storage = RedisStorage(uri, implementation="redispy", key_prefix=keyspace.key("limits"))
-        else:
-            storage = MemoryStorage()
+        storage: Storage = _storage(redis_url) if redis_url else MemoryStorage()
         self.shared = redis_url is not None
         self._limiter = MovingWindowRateLimiter(storage)
         self._weighted = SlidingWindowCounterRateLimiter(storage)
@@ -98,6 +94,24 @@ class RateLimits:
                 retry_after=item.get_expiry(),
             )
         raise _limited(rate, stats.reset_time, budget=True)
+
+
+def _storage(redis_url: str) -> Storage:
+    prefix = keyspace.key("limits")
+    if is_cluster_url(redis_url):
+        # limits' own cluster storage (`async+redis+cluster://host:port,...`); it reads only the
+        # nodes and credentials from its URI, so TLS and query options go in as options. Its
+        # sliding-window keys share a hash tag, so each counter pair stays in one slot.
+        address = parse_cluster_url(redis_url)
+        nodes = ",".join(f"{host}:{port}" for host, port in address.nodes)
+        return RedisClusterStorage(
+            f"async+redis+cluster://{nodes}",
+            implementation="redispy",
+            key_prefix=prefix,
+            **address.cluster_options,
+        )
+    uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
+    return RedisStorage(uri, implementation="redispy", key_prefix=prefix)
 
 
 _WARN_EVERY_SECONDS = 10.0

@@ -21,6 +21,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import keyspace
+from redis_connection import connect_redis, connect_subscriber
 from subscriptions.broker import (
     BrokerMessage,
     BrokerSubscription,
@@ -30,7 +31,6 @@ from subscriptions.broker import (
     generic_channel,
     renamed,
 )
-from subscriptions.redis_client import connect_redis
 from subscriptions.redis_progress_log import wake_channel
 
 log = logging.getLogger("coursegen.live")
@@ -50,8 +50,9 @@ def _text(value: Any) -> str:
 class RedisBroker:
     def __init__(self, url: str, *, poll_seconds: float = 0.05) -> None:
         self._publisher: Any = connect_redis(url)
-        # No silent retries on the pub/sub connection: every disconnect must reach `_run`.
-        self._subscriber: Any = connect_redis(url, retries=0)
+        # No silent retries on the pub/sub connection: every disconnect must reach `_run`. On a
+        # cluster each reconnection goes to the next listed node (redis_connection.NodeRotation).
+        self._subscriber: Any = connect_subscriber(url)
         self._listeners = LocalListeners()
         self._requested: set[str] = set()
         self._poll_seconds = poll_seconds

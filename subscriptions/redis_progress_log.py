@@ -30,11 +30,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import keyspace
+from redis_connection import CLUSTER_OUTAGE, RedisClient
 from subscriptions.events import ProgressEvent
 
 log = logging.getLogger("coursegen.live")
@@ -90,7 +90,13 @@ redis.call('PUBLISH', ARGV[3], top)
 return top
 """
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_RETRYABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+    *CLUSTER_OUTAGE,
+)
 
 
 # The append and replay scripts take the stream and its counter together: on a Redis Cluster both
@@ -149,7 +155,7 @@ class _Recent:
 class RedisProgressLog:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         capacity: int = 10_000,
         ttl_seconds: int = 7 * 24 * 3600,

@@ -101,7 +101,19 @@ class PrivateRedisCluster:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports[0]}/0"
+        """The service's REDIS_URL for this cluster (redis_connection.py): every node listed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports) + "/"
+
+    def node_url(self, index: int) -> str:
+        """A plain connection to one node (pub/sub, or a look at what that node holds)."""
+        return f"redis://127.0.0.1:{self.ports[index]}/0"
+
+    def kill_node(self, index: int) -> None:
+        """The node dies (kill -9); with no replicas its slots stay uncovered."""
+        process = self.processes[index]
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
     def _cli(self, *args: str) -> bytes:
         return subprocess.run(["redis-cli", *args], capture_output=True, check=False).stdout

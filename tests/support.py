@@ -152,8 +152,10 @@ def spawn_worker(
     latency_ms: int,
     workers: int = 2,
     extra: dict[str, str] | None = None,
+    log_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A real `manage.py worker` process on the test database and Redis (idle claim 1 s)."""
+    """A real `manage.py worker` process on the test database and Redis (idle claim 1 s);
+    its log goes to `log_file` when given, else nowhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEGEN_")}
     env.update(
         PYTHONPATH=str(ROOT),
@@ -166,10 +168,15 @@ def spawn_worker(
         GENERATION_CLAIM_IDLE_SECONDS="1",
     )
     env.update(extra or {})
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    stderr: Any = log_file.open("ab") if log_file is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    finally:
+        if log_file is not None:
+            stderr.close()  # the child has its own descriptor

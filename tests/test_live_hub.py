@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from models import JobStatus
+from redis_connection import connect_redis
 from settings import Settings
 from subscriptions.broker import Broker, InProcessBroker
 from subscriptions.connections import SLOW_CONSUMER, LiveLimits, LiveRegistry
@@ -23,7 +24,6 @@ from subscriptions.events import ProgressEvent
 from subscriptions.hub import Follower, ProgressHub
 from subscriptions.progress_log import InProcessProgressLog
 from subscriptions.redis_broker import RedisBroker
-from subscriptions.redis_client import connect_redis
 from subscriptions.redis_progress_log import RedisProgressLog, counter_key, stream_key
 from tests.support import sign_up
 from tests.test_live_support import REDIS_RUN, Job, assert_contiguous, job_row

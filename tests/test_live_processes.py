@@ -18,8 +18,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from redis_connection import connect_redis
 from settings import Settings
-from subscriptions.redis_client import connect_redis
 from subscriptions.redis_progress_log import RedisProgressLog
 from tests.servers import PrivateRedis
 from tests.support import gql, sign_up, spawn_worker
