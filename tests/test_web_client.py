@@ -423,3 +423,56 @@ async def test_a_dropped_connection_mid_generation_resumes_with_no_event_missed(
     finally:
         await proxy.close()
     assert problems == []
+
+
+XSS = [
+    "<script>window.__xss = 1</script>",
+    '<img src="x" onerror="window.__xss = 1">',
+    "[click](javascript:window.__xss=1)",
+    '<a href="javascript:window.__xss=1">x</a>',
+    '<iframe src="data:text/html,<script>parent.__xss=1</script>"></iframe>',
+    '<svg><animate onbegin="window.__xss=1" attributeName="x" dur="1s"></animate></svg>',
+    '<p style="background:url(javascript:window.__xss=1)" onclick="window.__xss=1">p</p>',
+    "```html\n<script>window.__xss = 1</script>\n```",
+]
+
+
+async def test_model_markdown_is_rendered_without_anything_executable(web: str) -> None:
+    async_playwright = _browser_or_skip()
+    async with httpx.AsyncClient(base_url=web, timeout=10) as client:
+        worker = (await client.get("/sw.js")).text
+    [module] = re.findall(r'"(/assets/markdown\.[0-9a-f]{16}\.js)"', worker)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = await browser.new_page()
+            await page.goto(web + "/")
+            rendered = await page.evaluate(
+                """async ([url, inputs]) => {
+                  const { renderMarkdown } = await import(url);
+                  const box = document.createElement('div');
+                  for (const text of inputs) box.append(renderMarkdown(text));
+                  box.append(renderMarkdown('# Title\\n\\n**bold** and `code` [ok](https://example.com)'));
+                  document.body.append(box);
+                  await new Promise((r) => setTimeout(r, 300));
+                  box.querySelectorAll(':not(a)').forEach((e) => e.click && e.click());
+                  return {
+                    html: box.innerHTML,
+                    tags: [...box.querySelectorAll('*')].map((e) => e.tagName.toLowerCase()),
+                    attrs: [...box.querySelectorAll('*')].flatMap((e) => e.getAttributeNames()),
+                    xss: window.__xss ?? null,
+                  };
+                }""",
+                [module, XSS],
+            )
+        finally:
+            await browser.close()
+    assert rendered["xss"] is None, rendered["html"]
+    assert set(rendered["tags"]) <= MARKDOWN_TAGS, rendered["tags"]
+    assert set(rendered["attrs"]) <= {"href", "title", "rel", "target"}, rendered["attrs"]
+    assert "javascript:" not in rendered["html"].lower()
+    assert "<h1>Title</h1>" in rendered["html"] and "<strong>bold</strong>" in rendered["html"]
+    assert (
+        '<a href="https://example.com" rel="noopener noreferrer nofollow" target="_blank">'
+        in rendered["html"]
+    )
