@@ -280,7 +280,7 @@ async def test_offline_changes_survive_a_reload_and_sync_when_the_network_return
             status = page.locator("#sync-status")
             await page.wait_for_selector("#sync-status:has-text('6 changes waiting')")
             assert "Offline" in (await status.text_content() or "")
-            _save(await page.screenshot(full_page=True), "offline.png", tmp_path)
+            _save(await page.screenshot(), "offline.png", tmp_path)
             # Nothing reached the server.
             before = await _server_topics(client, user.token, course_id)
             assert not any(t["progress"] for t in before) and not any(t["notes"] for t in before)
