@@ -304,6 +304,11 @@ class PrivateReplica(PrivatePostgres):
         super().__init__(port)
         self.primary = primary
 
+    @classmethod
+    def available(cls) -> bool:
+        found = _postgres_bin()
+        return super().available() and found is not None and (found / "pg_basebackup").exists()
+
     def _create(self) -> None:
         self._run(
             "pg_basebackup",
