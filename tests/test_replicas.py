@@ -8,7 +8,8 @@
 - `strict` takes the replica out of rotation (too far behind) and reads the primary, while
   `patient` still reads the replica;
 
-and with the replica stopped, reads go on on the primary without an error.
+and with the replica stopped, reads go on on the primary without an error. The same reads
+and writes behind PgBouncer in transaction mode (DATABASE_POOLER=transaction).
 
 Proof of where a read went is the data: while replay is paused, the replica and the primary
 disagree, and the test changes the primary behind the service's back (plain SQL, no mark).
@@ -33,7 +34,7 @@ import pytest
 from models import db
 from settings import Environment, Settings
 from tests import support
-from tests.servers import PrivatePrimary, PrivateReplica
+from tests.servers import PrivatePgBouncer, PrivatePrimary, PrivateReplica
 from tests.support import sign_up
 from tests.test_fast_path import COURSE_PAGE, DASHBOARD
 from tests.test_live_support import free_port, spawn_web, stop, wait_ready
@@ -145,6 +146,95 @@ async def _caught_up(primary: asyncpg.Connection, replica: asyncpg.Connection) -
     return bool(await replica.fetchval("SELECT pg_last_wal_replay_lsn() >= $1", position))
 
 
+@dataclass
+class Scene:
+    """Two users, set up while the replica follows; then the replica's replay is paused and
+    the reader's course deleted on the primary behind the service's back."""
+
+    reader: support.TestUser
+    writer: support.TestUser
+    reader_course: str
+    writer_course: dict[str, Any]
+    reader_cookie: str
+    writer_cookie: str
+
+
+async def _set_the_scene(
+    webs: list[Web], primary: asyncpg.Connection, replica: asyncpg.Connection
+) -> Scene:
+    web = webs[0]
+    reader, writer = await sign_up(web.http), await sign_up(web.http)
+    made = await web.gql(reader, CREATE, {"title": "Reader's course"})
+    reader_course = made["createCourse"]["course"]["id"]
+    made = await web.gql(writer, CREATE, {"title": "Writer's course"})
+    writer_course = made["createCourse"]["course"]
+    # First pulls (scopes back-filled: writes), for cookies to pull on from.
+    reader_cookie = (await web.pull(reader, "reader-group", None))["cookie"]
+    writer_cookie = (await web.pull(writer, "writer-group", None))["cookie"]
+
+    # Every process reads the replica (caught up, marks replayed) before it is paused.
+    await _until("the replica caught up", lambda: _caught_up(primary, replica))
+    for each in webs:
+        served = await each.metric("coursegen_db_routed_reads_total", target="replica")
+
+        async def on_replica(web: Web = each, before: float = served) -> bool:
+            await web.titles(reader)
+            return await web.metric("coursegen_db_routed_reads_total", target="replica") > before
+
+        await _until("a read served by the replica", on_replica)
+    await replica.execute("SELECT pg_wal_replay_pause()")
+    # No read-your-writes mark for this one: the replica, paused, still has the course.
+    await primary.execute(
+        "UPDATE courses SET deleted_at = now() WHERE id = $1", uuid.UUID(reader_course)
+    )
+    return Scene(reader, writer, reader_course, writer_course, reader_cookie, writer_cookie)
+
+
+async def _reader_reads_the_replica(web: Web, scene: Scene) -> None:
+    for _ in range(3):  # learned by the normal executor, then from the fast path
+        assert await web.titles(scene.reader) == ["Reader's course"]
+    assert await web.metric("coursegen_graphql_fast_path_total", outcome="served") >= 1
+    page = await web.gql(scene.reader, COURSE_PAGE, {"id": scene.reader_course})
+    assert page["course"]["title"] == "Reader's course"
+    pulled = await web.pull(scene.reader, "reader-group", scene.reader_cookie)
+    assert not any(p["op"] == "DROP_SCOPE" for p in pulled["patches"]), pulled
+
+
+async def _writer_reads_its_writes(web: Web, scene: Scene) -> None:
+    """A mutation, then the dashboard and course page; a sync push, then a pull."""
+    writer, course = scene.writer, scene.writer_course
+    renamed = await web.gql(
+        writer, UPDATE, {"id": course["id"], "version": course["version"], "title": "New"}
+    )
+    assert renamed["updateCourse"]["course"]["title"] == "New"
+    assert await web.titles(writer) == ["New"]
+    page = await web.gql(writer, COURSE_PAGE, {"id": course["id"]})
+    assert page["course"]["title"] == "New"
+    push = {
+        "protocolVersion": 1,
+        "clientGroupId": "writer-group",
+        "mutations": [
+            {
+                "clientId": "writer-client",
+                "id": 1,
+                "name": "renameCourse",
+                "args": {"courseId": course["id"], "title": "Newer"},
+                "hlc": f"{int(time.time() * 1000)}-0-writer-client",
+            }
+        ],
+    }
+    r = await web.http.post(
+        "/sync/push", json=push, headers={"authorization": f"Bearer {writer.token}"}
+    )
+    assert r.json()["results"][0]["status"] == "APPLIED", r.text
+    pulled = await web.pull(writer, "writer-group", scene.writer_cookie)
+    titles = [p["data"]["title"] for p in pulled["patches"] if p["type"] == "course"]
+    assert titles == ["Newer"], pulled
+    assert pulled["lastMutationIds"] == {"writer-client": 1}
+    # ... and the reader still reads the replica.
+    assert await web.titles(scene.reader) == ["Reader's course"]
+
+
 async def test_reads_go_to_the_replica_writers_read_their_writes_and_lag_or_loss_falls_back(
     cluster: Cluster, settings: Settings, tmp_path: Path
 ) -> None:
@@ -176,77 +266,10 @@ async def test_reads_go_to_the_replica_writers_read_their_writes_and_lag_or_loss
             httpx.AsyncClient(base_url=bases[1], timeout=30) as strict_http,
         ):
             patient, strict = Web(patient_http), Web(strict_http)
-            reader, writer = await sign_up(patient_http), await sign_up(patient_http)
-            made = await patient.gql(reader, CREATE, {"title": "Reader's course"})
-            reader_course = made["createCourse"]["course"]["id"]
-            made = await patient.gql(writer, CREATE, {"title": "Writer's course"})
-            writer_course = made["createCourse"]["course"]
-            # First pulls (scopes back-filled: writes), for cookies to pull on from.
-            reader_cookie = (await patient.pull(reader, "reader-group", None))["cookie"]
-            writer_cookie = (await patient.pull(writer, "writer-group", None))["cookie"]
-
-            # Both processes read the replica (caught up, marks replayed) before it is paused.
-            await _until("the replica caught up", lambda: _caught_up(primary, replica))
-            for web in (patient, strict):
-                served = await web.metric("coursegen_db_routed_reads_total", target="replica")
-
-                async def on_replica(web: Web = web, before: float = served) -> bool:
-                    await web.titles(reader)
-                    return (
-                        await web.metric("coursegen_db_routed_reads_total", target="replica")
-                        > before
-                    )
-
-                await _until("a read served by the replica", on_replica)
-            await replica.execute("SELECT pg_wal_replay_pause()")
-
-            # Behind the service's back (no read-your-writes mark): the reader's course is
-            # deleted on the primary. The replica, paused, still has it.
-            await primary.execute(
-                "UPDATE courses SET deleted_at = now() WHERE id = $1", uuid.UUID(reader_course)
-            )
-            for _ in range(3):  # learned by the normal executor, then from the fast path
-                assert await patient.titles(reader) == ["Reader's course"]
-            assert await patient.metric("coursegen_graphql_fast_path_total", outcome="served") >= 1
-            page = await patient.gql(reader, COURSE_PAGE, {"id": reader_course})
-            assert page["course"]["title"] == "Reader's course"
-            pulled = await patient.pull(reader, "reader-group", reader_cookie)
-            assert not any(p["op"] == "DROP_SCOPE" for p in pulled["patches"]), pulled
-
-            # The writer reads its own writes: a mutation, then the dashboard and course page;
-            # a sync push, then a pull.
-            renamed = await patient.gql(
-                writer,
-                UPDATE,
-                {"id": writer_course["id"], "version": writer_course["version"], "title": "New"},
-            )
-            assert renamed["updateCourse"]["course"]["title"] == "New"
-            assert await patient.titles(writer) == ["New"]
-            page = await patient.gql(writer, COURSE_PAGE, {"id": writer_course["id"]})
-            assert page["course"]["title"] == "New"
-            push = {
-                "protocolVersion": 1,
-                "clientGroupId": "writer-group",
-                "mutations": [
-                    {
-                        "clientId": "writer-client",
-                        "id": 1,
-                        "name": "renameCourse",
-                        "args": {"courseId": writer_course["id"], "title": "Newer"},
-                        "hlc": f"{int(time.time() * 1000)}-0-writer-client",
-                    }
-                ],
-            }
-            r = await patient_http.post(
-                "/sync/push", json=push, headers={"authorization": f"Bearer {writer.token}"}
-            )
-            assert r.json()["results"][0]["status"] == "APPLIED", r.text
-            pulled = await patient.pull(writer, "writer-group", writer_cookie)
-            titles = [p["data"]["title"] for p in pulled["patches"] if p["type"] == "course"]
-            assert titles == ["Newer"], pulled
-            assert pulled["lastMutationIds"] == {"writer-client": 1}
-            # ... and the reader still reads the replica.
-            assert await patient.titles(reader) == ["Reader's course"]
+            scene = await _set_the_scene([patient, strict], primary, replica)
+            reader, writer = scene.reader, scene.writer
+            await _reader_reads_the_replica(patient, scene)
+            await _writer_reads_its_writes(patient, scene)
 
             # `strict` (max lag 1 s) takes the paused replica out of rotation: its reads go to
             # the primary, where the course is gone; `patient` (60 s) keeps reading the replica.
@@ -258,7 +281,7 @@ async def test_reads_go_to_the_replica_writers_read_their_writes_and_lag_or_loss
 
             await _until("the lagging replica out of rotation", out_of_rotation)
             assert await strict.titles(reader) == []
-            pulled = await strict.pull(reader, "reader-group", reader_cookie)
+            pulled = await strict.pull(reader, "reader-group", scene.reader_cookie)
             assert any(p["op"] == "DROP_SCOPE" for p in pulled["patches"]), pulled
             assert await patient.titles(reader) == ["Reader's course"]
 
@@ -272,6 +295,7 @@ async def test_reads_go_to_the_replica_writers_read_their_writes_and_lag_or_loss
                 return value == 1
 
             await _until("the replica back in rotation", in_rotation)
+            await _until("the replica caught up", lambda: _caught_up(primary, replica))
             assert await patient.titles(reader) == []
 
             # The replica stopped: reads go on, on the primary, with no error.
@@ -280,9 +304,9 @@ async def test_reads_go_to_the_replica_writers_read_their_writes_and_lag_or_loss
             for web in (patient, strict):
                 assert await web.titles(reader) == []
                 assert await web.titles(writer) == ["Newer"]
-                page = await web.gql(writer, COURSE_PAGE, {"id": writer_course["id"]})
+                page = await web.gql(writer, COURSE_PAGE, {"id": scene.writer_course["id"]})
                 assert page["course"]["title"] == "Newer"
-                pulled = await web.pull(writer, "writer-group", writer_cookie)
+                pulled = await web.pull(writer, "writer-group", scene.writer_cookie)
                 assert pulled["lastMutationIds"] == {"writer-client": 1}
             for web in (patient, strict):
                 assert (
@@ -293,3 +317,55 @@ async def test_reads_go_to_the_replica_writers_read_their_writes_and_lag_or_loss
         await primary.close()
         if not replica.is_closed():
             await replica.close()
+
+
+async def test_replicas_behind_pgbouncer_in_transaction_mode(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """DATABASE_POOLER=transaction applies to the replicas too (no prepared statement outlives
+    a statement): the primary and the replica each behind a PgBouncer of their own."""
+    if PrivatePgBouncer.binary() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("pgbouncer is not installed (.ci/apt-packages lists it)")
+        pytest.skip("pgbouncer is not installed (Debian package pgbouncer)")
+    poolers = [
+        PrivatePgBouncer("127.0.0.1", server.port, pool_size=2)
+        for server in (cluster.primary, cluster.replica)
+    ]
+    port = free_port()
+    process = None
+    primary = await asyncpg.connect(_dsn(cluster.primary.url))
+    replica = await asyncpg.connect(_dsn(cluster.replica.url))
+    try:
+        for pooler in poolers:
+            await asyncio.to_thread(pooler.start)
+        process = spawn_web(
+            cluster.settings,
+            port,
+            extra={
+                "DATABASE_URL": poolers[0].url("postgres"),
+                "DATABASE_REPLICA_URLS": poolers[1].url("postgres"),
+                "DATABASE_POOLER": "transaction",
+                "DATABASE_REPLICA_CHECK_SECONDS": "0.2",
+                "DATABASE_REPLICA_MAX_LAG_SECONDS": "60",
+            },
+            data_dir=tmp_path,
+            log_file=tmp_path / "web.log",
+        )
+        base = f"http://127.0.0.1:{port}"
+        await wait_ready(base, process)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            web = Web(http)
+            scene = await _set_the_scene([web], primary, replica)
+            await _reader_reads_the_replica(web, scene)
+            await _writer_reads_its_writes(web, scene)
+            await replica.execute("SELECT pg_wal_replay_resume()")
+    finally:
+        if process is not None:
+            stop(process)
+        for pooler in poolers:
+            await asyncio.to_thread(pooler.close)
+        await primary.close()
+        await replica.close()
+    log = (tmp_path / "web.log").read_text()
+    assert "prepared statement" not in log and "InvalidSQLStatementName" not in log
