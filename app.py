@@ -22,6 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 import keyspace
 from fastpath.endpoint import FastPath
 from models import db
+from replicas import routing as replicas
 from runtime import web_runtime
 from schema import build_schema, observe
 from services import demo, passwords, scopes
@@ -98,8 +99,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     metrics.keep_refreshed(app.state, settings.metrics_refresh_seconds)
                 )
                 try:
+                    await replicas.start(settings, runtime.redis)
                     yield
                 finally:
+                    await replicas.stop()
                     refresher.cancel()
                     app.state.draining = True
                     restore_signals()

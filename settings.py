@@ -148,6 +148,19 @@ class Settings(BaseSettings):
     # timeouts above must then be set where the pooler passes them on: on the role or the
     # database (ALTER ROLE … SET statement_timeout = …) or in PgBouncer's connect_query.
     database_pooler: Literal["none", "transaction"] = Field(default="none", alias="DATABASE_POOLER")
+    # Read replicas (replicas/, docs/replicas.md): PostgreSQL streaming replicas, comma-separated
+    # URLs. Dashboard and course-page queries and sync pulls read from one in rotation; all else,
+    # and a user's reads until a replica has replayed that user's last write, from the primary.
+    # Empty: everything on the primary (SQLite never has replicas).
+    database_replica_urls: str = Field(default="", alias="DATABASE_REPLICA_URLS", repr=False)
+    # A replica further behind the primary than this is out of rotation until it catches up.
+    database_replica_max_lag_seconds: float = Field(
+        default=5.0, gt=0, alias="DATABASE_REPLICA_MAX_LAG_SECONDS"
+    )
+    # How often each web process checks every replica (reachable, in recovery, lag).
+    database_replica_check_seconds: float = Field(
+        default=1.0, gt=0, alias="DATABASE_REPLICA_CHECK_SECONDS"
+    )
     # Pool sizes are db_pool_min / db_pool_max above (per process); a request waiting for a
     # free connection is bounded by request_timeout_seconds.
     # Introspection and GraphiQL: None means on outside production, off in production.
@@ -295,6 +308,19 @@ class Settings(BaseSettings):
     @property
     def uses_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [url.strip() for url in self.database_replica_urls.split(",") if url.strip()]
+
+    @model_validator(mode="after")
+    def _replicas_need_postgres(self) -> Settings:
+        if self.replica_urls and self.uses_sqlite:
+            raise SettingsError(
+                "DATABASE_REPLICA_URLS is set but the database is SQLite: replicas are "
+                "PostgreSQL streaming replicas of a PostgreSQL DATABASE_URL. Unset it."
+            )
+        return self
 
     @property
     def should_auto_migrate(self) -> bool:

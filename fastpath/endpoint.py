@@ -36,6 +36,7 @@ from fastpath.compile import Compiled, compile_request
 from fastpath.execute import Execution, check_arguments, enum_names, render_namespace
 from fastpath.plan import Plan, PlanCache, Unsupported, plan_document
 from observability import metrics
+from replicas import routing
 from resolvers.context import authenticate, bearer_token
 from schema.cost import PRECHARGED_STATE_KEY, CostCalculator, PreCharged, charge_budgets
 from schema.observe import operation_label
@@ -166,7 +167,8 @@ class FastPath:
         metrics.QUERY_COST.observe(requested)
         remaining = await self._charge(request, viewer, max(requested, 1))
         try:
-            async with tree_reads.reader() as reader:
+            # Learned documents are dashboard and course-page queries: read from a replica.
+            async with routing.reads(viewer.id), tree_reads.reader() as reader:
                 execution = Execution(reader, viewer, self.renderers)
                 data = await execution.run(compiled.fields)
             body = self._body(data, execution, compiled, calculator, requested, remaining)

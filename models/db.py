@@ -24,9 +24,10 @@ MODEL_MODULES = [
 MIGRATIONS_MODULE = "models.migrations"
 
 
-def database_url(settings: Settings) -> str:
-    """The Tortoise URL, with pool sizes for PostgreSQL and WAL for SQLite."""
-    url = settings.resolved_database_url
+def database_url(settings: Settings, url: str | None = None) -> str:
+    """The Tortoise URL (of the primary, or of `url`: a replica), with pool sizes for
+    PostgreSQL and WAL for SQLite."""
+    url = url or settings.resolved_database_url
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     if parts.scheme in {"postgres", "postgresql", "asyncpg"}:
@@ -49,12 +50,13 @@ async def _keep_session(connection: Any) -> None:
     return None
 
 
-def connection_config(settings: Settings) -> str | dict[str, Any]:
-    """The default connection: a URL for SQLite; for PostgreSQL the expanded form, so that
+def connection_config(settings: Settings, url: str | None = None) -> str | dict[str, Any]:
+    """The default connection (or a replica's, at `url`: the same pool, timeouts and pooler
+    rules): a URL for SQLite; for PostgreSQL the expanded form, so that
     every pooled connection gets server-side timeouts (a runaway statement is cancelled by the
     server after `db_statement_timeout_ms`, a transaction left idle after
     `db_idle_in_transaction_timeout_ms`) and a connect timeout."""
-    url = database_url(settings)
+    url = database_url(settings, url)
     if not url.startswith("postgres"):
         return url
     config = expand_db_url(url)

@@ -76,3 +76,19 @@ CACHE_LOOKUPS = Counter(
 SYNC_MUTATIONS = Counter(
     "coursegen_sync_mutations_total", "Sync mutation results by status.", ["status"]
 )
+DB_REPLICA_IN_ROTATION = Gauge(
+    "coursegen_db_replica_in_rotation",
+    "1 while a read replica serves reads, 0 while it is out of rotation (this process).",
+    ["replica"],
+)
+DB_REPLICA_LAG = Gauge(
+    "coursegen_db_replica_lag_seconds",
+    "How far a read replica was behind the primary at its last check.",
+    ["replica"],
+)
+DB_READS = Counter(
+    "coursegen_db_routed_reads_total",
+    "Reads that could go to a replica (queries, sync pulls), by where they went: replica, or "
+    "primary and why (none in rotation, the user's own write not yet replayed).",
+    ["target"],
+)

@@ -36,6 +36,7 @@ from schema.errors import (
 from schema.mutations import Mutation
 from schema.observe import ObserveOperation
 from schema.query import Query
+from schema.read_routing import ReadRouting
 from schema.subscription import LiveMutation, SharedEventExecutionContext, Subscription
 from schema.sync import SyncSubscription
 from services.availability import MESSAGE, is_unavailable
@@ -125,6 +126,8 @@ def build_schema(
             should_mask_error=lambda error: not is_client_error(error),
             error_message=MASKED_MESSAGE,
         ),
+        # Innermost: the resolvers of a dashboard or course-page query read from a replica.
+        ReadRouting,
     ]
     if not settings.introspection_enabled:
         extensions.insert(1, DisableIntrospection)

@@ -13,6 +13,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from models import SyncEntry, SyncScope, bulk
+from replicas import routing as replicas
 from services import scopes
 from services.accounts import Viewer
 from settings import Settings
@@ -117,16 +118,27 @@ async def pull(viewer: Viewer, body: Any, settings: Settings) -> Page:
     states = cookies.decode(request.cookie, settings.signing_key)
     await gc.maybe_collect(settings)
     for _ in range(3):
-        page = await _page(viewer, request, states, settings)
+        page = await _snapshot(viewer, request, states, settings)
         if isinstance(page, Page):
             return page
-        # Scopes seen for the first time are back-filled (a write), outside the snapshot.
+        # Scopes seen for the first time are back-filled (a write), outside the snapshot; the
+        # next snapshot sees them (read-your-writes: the primary, until a replica has them).
         await _ensure(page)
+        await replicas.wrote(viewer.id)
     await _ensure(await accessible_scopes(viewer.id))
-    page = await _page(viewer, request, states, settings)
+    await replicas.wrote(viewer.id)
+    page = await _snapshot(viewer, request, states, settings)
     if not isinstance(page, Page):
         raise RuntimeError("sync scopes kept appearing during a pull")
     return page
+
+
+async def _snapshot(
+    viewer: Viewer, request: PullRequest, states: dict[str, ScopeState], settings: Settings
+) -> Page | set[str]:
+    """The page, read from a replica when one may serve the viewer (replicas/routing.py)."""
+    async with replicas.reads(viewer.id):
+        return await _page(viewer, request, states, settings)
 
 
 async def _page(

@@ -190,6 +190,9 @@ class PrivatePostgres:
     """A PostgreSQL cluster of its own (initdb in a temporary directory, trust auth on
     loopback). As root the server runs as the `postgres` OS user, which PostgreSQL requires."""
 
+    # Server options beyond the common ones (`-c name=value ...`).
+    options = ""
+
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.bin = _postgres_bin()
@@ -230,25 +233,28 @@ class PrivatePostgres:
             self.root = Path(tempfile.mkdtemp(prefix="coursegen-pg-"))
             if os.geteuid() == 0:
                 shutil.chown(self.root, "postgres", "postgres")
-            self._run(
-                "initdb",
-                "-D",
-                str(self.data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            )
+            self._create()
         self._ctl("start")
+
+    def _create(self) -> None:
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
 
     def _ctl(self, action: str, *extra: str) -> None:
         assert self.root is not None
         # Durability is not under test; fsync off keeps a restart fast on a busy machine.
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c full_page_writes=off -c synchronous_commit=off"
+            f"-c full_page_writes=off -c synchronous_commit=off {self.options}"
         )
         # The server's output goes to a file: on an inherited pipe, reading pg_ctl's output
         # would wait for the server to exit.
@@ -282,6 +288,57 @@ class PrivatePostgres:
             self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30")
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
+
+
+class PrivatePrimary(PrivatePostgres):
+    """A private PostgreSQL that streaming replicas can follow: WAL for replicas, WAL senders,
+    and replication connections from loopback allowed (trust)."""
+
+    options = "-c wal_level=replica -c max_wal_senders=5"
+
+    def _create(self) -> None:
+        super()._create()
+        hba = self.data / "pg_hba.conf"
+        line = "host replication all 127.0.0.1/32 trust\n"
+        if line not in hba.read_text():
+            with hba.open("a") as file:
+                file.write(line)
+
+
+class PrivateReplica(PrivatePostgres):
+    """A hot-standby streaming replica of `primary`, made by `pg_basebackup -R` (the base
+    backup, plus standby.signal and primary_conninfo), on a port of its own. `pause_replay`
+    and `resume_replay` (SQL on the replica) hold back or release what it shows."""
+
+    options = "-c hot_standby=on"
+
+    def __init__(self, primary: PrivatePrimary, port: int | None = None) -> None:
+        super().__init__(port)
+        self.primary = primary
+
+    @classmethod
+    def available(cls) -> bool:
+        found = _postgres_bin()
+        return super().available() and found is not None and (found / "pg_basebackup").exists()
+
+    def _create(self) -> None:
+        self._run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(self.data),
+            "-R",  # write standby.signal and primary_conninfo: start as its replica
+            "-X",
+            "stream",
+            "-c",
+            "fast",  # an immediate checkpoint on the primary, not a spread one
+            "--no-sync",
+        )
 
 
 class PrivatePgBouncer:

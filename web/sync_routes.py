@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from replicas import routing as replicas
 from resolvers.context import bearer_token
 from services import accounts
 from services.availability import RETRY_AFTER_SECONDS, is_unavailable
@@ -90,7 +91,10 @@ def _unavailable(push_raw: bytes | None) -> JSONResponse:
 
 async def _push(request: Request, viewer: accounts.Viewer, body: Any, size: int) -> Response:
     env = pushes.env_from_app(request.app.state, request.app.state.settings)
-    return JSONResponse(await pushes.push(viewer, body, env, size=size))
+    try:
+        return JSONResponse(await pushes.push(viewer, body, env, size=size))
+    finally:
+        await replicas.wrote(viewer.id)  # the pusher's next pull reads what it wrote
 
 
 async def _pull(request: Request, viewer: accounts.Viewer, body: Any, size: int) -> Response:
@@ -102,7 +106,10 @@ async def _replicache_push(
     request: Request, viewer: accounts.Viewer, body: Any, size: int
 ) -> Response:
     env = pushes.env_from_app(request.app.state, request.app.state.settings)
-    answer = await replicache.push(viewer, body, env, size=size)
+    try:
+        answer = await replicache.push(viewer, body, env, size=size)
+    finally:
+        await replicas.wrote(viewer.id)
     results = answer.get("results", [])
     if any(r["status"] == protocol.RETRY_LATER for r in results):
         # Not all applied: a non-200 makes Replicache push again, with its own backoff; what
