@@ -1,7 +1,9 @@
 """A load-generator process for the scale drill: many live subscribers that survive the death
 of their web process, each checking that it sees every event of its job exactly once.
 
-    python -m bench.drill_subscribers '<json config>'
+    python -m bench.drill_subscribers < config.json
+
+(The config comes on stdin: a thousand tokens are too long for a command line.)
 
 Config: `port` (the load balancer's), `deadline` (seconds), `subscribers`: a list of
 `{"job": id, "token": access token, "transport": "sse" | "ws"}`. Each subscriber follows its
@@ -59,6 +61,14 @@ class Subscriber:
     timeline: list[tuple[int, float]] = field(default_factory=list)  # (seq, time) if asked
     keep_timeline: bool = False
     done: bool = False
+    dropped_at: float | None = None  # monotonic, while reconnecting
+
+    def established(self, served_by: str) -> None:
+        """A 200 (SSE) or 101 (WS) through the balancer: following again."""
+        self.served_by.append(served_by)
+        if self.dropped_at is not None:
+            self.reconnect_seconds.append(round(time.monotonic() - self.dropped_at, 3))
+            self.dropped_at = None
 
     @property
     def last(self) -> int:
@@ -106,7 +116,7 @@ async def _sse(host: str, port: int, sub: Subscriber, connected: asyncio.Event) 
             return
         if status != b"200":
             raise Dropped(f"HTTP {status.decode()}")
-        sub.served_by.append(_served_by(head))
+        sub.established(_served_by(head))
         connected.set()
         chunked = b"transfer-encoding: chunked" in head.lower()
         buffer = b""
@@ -151,7 +161,7 @@ async def _ws(host: str, port: int, sub: Subscriber, connected: asyncio.Event) -
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise Dropped(head.split(b"\r\n", 1)[0].decode(errors="replace"))
-        sub.served_by.append(_served_by(head))
+        sub.established(_served_by(head))
         connected.set()
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {sub.token}"}}
         writer.write(_frame(orjson.dumps(init)))
@@ -187,10 +197,8 @@ async def _ws(host: str, port: int, sub: Subscriber, connected: asyncio.Event) -
 
 
 async def follow(host: str, port: int, sub: Subscriber, connected: asyncio.Event) -> None:
-    dropped_at: float | None = None
     attempt = 0
     while not sub.done:
-        before = len(sub.served_by)
         try:
             if sub.transport == "sse":
                 await _sse(host, port, sub, connected)
@@ -198,14 +206,10 @@ async def follow(host: str, port: int, sub: Subscriber, connected: asyncio.Event
                 await _ws(host, port, sub, connected)
         except (Dropped, OSError, asyncio.IncompleteReadError, ValueError) as error:
             sub.failed(error)
-        if len(sub.served_by) > before and dropped_at is not None:
-            # The stream was re-established (a 200 or 101 through the balancer).
-            sub.reconnect_seconds.append(round(time.monotonic() - dropped_at, 3))
-            dropped_at = None
         if sub.done:
             return
-        if dropped_at is None:
-            dropped_at = time.monotonic()
+        if sub.dropped_at is None:
+            sub.dropped_at = time.monotonic()
             sub.reconnects += 1
             attempt = 0
         attempt += 1
@@ -255,4 +259,4 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    asyncio.run(main(json.loads(sys.argv[1])))
+    asyncio.run(main(json.loads(sys.stdin.readline())))

@@ -78,7 +78,7 @@ class Plan:
     push_pause: float = 0.2  # seconds between a device's pushes (jittered)
     subjects: int = 3
     topics: int = 4
-    model_latency_ms: int = 5000  # the offline writer's latency per model call
+    model_latency_ms: int = 6000  # the offline writer's latency per model call
     claim_idle_seconds: float = 10.0  # a dead worker's jobs are taken over after this
     drain: float = 120.0
     scale_seconds: float = 15.0  # per level; 0: no scale phase
@@ -333,13 +333,17 @@ async def start_subscribers(port: int, subs: list[dict[str, Any]], deadline: flo
         sys.executable,
         "-m",
         "bench.drill_subscribers",
-        json.dumps({"port": port, "subscribers": subs, "deadline": deadline}),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         limit=1 << 28,
     )
-    assert process.stdout is not None
+    assert process.stdin is not None and process.stdout is not None
+    config = {"port": port, "subscribers": subs, "deadline": deadline}
+    process.stdin.write(json.dumps(config).encode() + b"\n")
+    await process.stdin.drain()
+    process.stdin.close()
     first = json.loads(await asyncio.wait_for(process.stdout.readline(), deadline + 30))
     return process, first["connected"]
 
@@ -604,7 +608,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--replica", action="store_true", help="a streaming replica too")
     parser.add_argument("--kill-at", type=float, default=None, help="default: midway")
-    parser.add_argument("--model-latency-ms", type=int, default=5000)
+    parser.add_argument("--model-latency-ms", type=int, default=6000)
     parser.add_argument("--claim-idle", type=float, default=10.0)
     parser.add_argument("--drain", type=float, default=120.0)
     parser.add_argument("--scale-seconds", type=float, default=15.0)
