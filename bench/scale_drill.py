@@ -47,7 +47,7 @@ from redis.exceptions import ResponseError
 
 from bench.dashboard_load import machine_busy
 from bench.drill_devices import Device, verify
-from bench.topology import ROOT, Topology
+from bench.topology import ROOT, Topology, roles, tree_cpu
 from models import AuthSession, GenerationJob, JobStatus, User
 from services import tokens
 from subscriptions.redis_client import connect_redis
@@ -392,8 +392,47 @@ def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
     return out
 
 
-async def run_drill(topology: Topology, fixture: Fixture, plan: Plan) -> dict[str, Any]:
-    """The drill proper, on a started topology; returns the figures."""
+class CpuMeter:
+    """CPU seconds per process group over the load window, sampled every second (a killed
+    process keeps what it had used at its last sample)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def sample(self) -> None:
+        now = await asyncio.to_thread(tree_cpu, self.groups)
+        for name, value in now.items():
+            self.first.setdefault(name, value)
+            self.last[name] = max(self.last.get(name, 0.0), value)
+
+    async def _run(self) -> None:
+        while True:
+            await self.sample()
+            await asyncio.sleep(1.0)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> dict[str, float]:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.sample()
+        return {n: round(self.last[n] - self.first[n], 1) for n in self.groups}
+
+
+async def run_drill(
+    topology: Topology,
+    fixture: Fixture,
+    plan: Plan,
+    extra_cpu: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    """The drill proper, on a started topology; returns the figures. `extra_cpu` names more
+    processes whose CPU to report (the drill's PostgreSQL servers)."""
     assert topology.proxy is not None
     figures: dict[str, Any] = {"plan": asdict(plan)}
     jobs = await generate(topology.url, fixture.generation_tokens, plan)
@@ -401,6 +440,11 @@ async def run_drill(topology: Topology, fixture: Fixture, plan: Plan) -> dict[st
     deadline = plan.seconds + plan.drain
     subscribers, connected = await start_subscribers(topology.proxy.port, subs, deadline)
     figures["subscribers_connected"] = connected
+    groups = roles(topology, {**(extra_cpu or {}), "subscriber client": [subscribers.pid]})
+    meter = CpuMeter(groups)
+    await meter.sample()
+    meter.start()
+    client_cpu = time.process_time()
     started = time.monotonic()
     stop = asyncio.Event()
     board = DashboardLog()
@@ -425,6 +469,7 @@ async def run_drill(topology: Topology, fixture: Fixture, plan: Plan) -> dict[st
     await asyncio.sleep(plan.kill_after)
     web = topology.webs[busiest_web(topology)]
     worker = topology.workers_[await busiest_worker(topology)]
+    await meter.sample()  # what the two had used, before they go
     kill_wall = time.time()
     killed = topology.kill(web)
     topology.kill(worker)
@@ -434,6 +479,8 @@ async def run_drill(topology: Topology, fixture: Fixture, plan: Plan) -> dict[st
     stop.set()
     await asyncio.gather(*loads)
     load_seconds = time.monotonic() - started
+    cpu = await meter.stop()
+    cpu["drill process (dashboard + devices clients)"] = round(time.process_time() - client_cpu, 1)
 
     # Every job to its end, every subscriber to its terminal event.
     drain_until = time.monotonic() + plan.drain
@@ -464,6 +511,7 @@ async def run_drill(topology: Topology, fixture: Fixture, plan: Plan) -> dict[st
     figures.update(
         {
             "load_seconds": round(load_seconds, 1),
+            "cpu_seconds": cpu,
             "dashboard": {
                 "served": board.ok,
                 "failed": board.failed,
@@ -496,6 +544,7 @@ async def run_drill(topology: Topology, fixture: Fixture, plan: Plan) -> dict[st
                     (o for d in fixture.devices for o in d.outages), default=None
                 ),
                 "taken_over_jobs_next_event_max": round(max(resumed), 2) if resumed else None,
+                "taken_over_jobs_next_event_all": sorted(round(r, 1) for r in resumed),
             },
         }
     )
@@ -514,6 +563,11 @@ def clean(figures: dict[str, Any]) -> bool:
         and not sync["problems"]
         and jobs["unfinished"] == 0
     )
+
+
+def _postmaster(server: Any) -> int:
+    with open(server.data / "postmaster.pid") as f:  # first line: the postmaster's pid
+        return int(f.readline())
 
 
 def _loadavg() -> str:
@@ -573,7 +627,10 @@ async def main_async(args: argparse.Namespace) -> int:
         )
         scale = await scale_phase(topology, fixture, plan) if plan.scale_seconds else []
         print(f"load average before the drill: {_loadavg()}", flush=True)
-        figures = await run_drill(topology, fixture, plan)
+        postgres = {"postgresql primary": [_postmaster(primary)]}
+        if replica is not None:
+            postgres["postgresql replica"] = [_postmaster(replica)]
+        figures = await run_drill(topology, fixture, plan, postgres)
         figures["scale"] = scale
         figures["loadavg_after"] = _loadavg()
         print(json.dumps(figures, indent=2), flush=True)

@@ -246,3 +246,50 @@ class Topology:
         self.pooler.close()
         self.redis.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named group of processes and all their
+    descendants, from /proc (a process that has exited counts no more: sample often)."""
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parent[int(entry)] = int(fields[1])
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    out = {}
+    for name, pids in roots.items():
+        total, stack, seen = 0.0, list(pids), set()
+        while stack:
+            pid = stack.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            total += used.get(pid, 0.0)
+            stack.extend(children.get(pid, []))
+        out[name] = total
+    return out
+
+
+def roles(topology: Topology, extra: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """The topology's processes by role, for tree_cpu (a killed member counts until killed)."""
+    groups = {
+        **{m.name: [m.process.pid] for m in [*topology.webs, *topology.workers_]},
+        "haproxy": [topology.proxy.process.pid]
+        if topology.proxy and topology.proxy.process
+        else [],
+        "pgbouncer": [topology.pooler.process.pid] if topology.pooler.process else [],
+        "redis": [topology.redis.process.pid] if topology.redis.process else [],
+    }
+    groups.update(extra or {})
+    return groups
