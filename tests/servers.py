@@ -355,8 +355,11 @@ class PrivatePgBouncer:
         statement_timeout_ms: int = 5000,
         idle_timeout_ms: int = 10_000,
         pool_size: int = 4,
+        aliases: dict[str, tuple[str, int, str]] | None = None,
     ) -> None:
         self.target = (host, port)
+        # Extra pooled names (name -> host, port, database), e.g. a replica beside the primary.
+        self.aliases = aliases or {}
         self.port = free_port()
         self.statement_timeout_ms = statement_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -383,8 +386,13 @@ class PrivatePgBouncer:
             f"SET statement_timeout = {self.statement_timeout_ms}; "
             f"SET idle_in_transaction_session_timeout = {self.idle_timeout_ms}"
         )
+        aliases = "".join(
+            f"{name} = host={h} port={p} dbname={d} connect_query='{connect_query}'\n"
+            for name, (h, p, d) in self.aliases.items()
+        )
         (self.root / "pgbouncer.ini").write_text(
             "[databases]\n"
+            f"{aliases}"
             f"* = host={host} port={port} connect_query='{connect_query}'\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
@@ -428,6 +436,182 @@ class PrivatePgBouncer:
                 self.process.wait(10)
             if self.process.poll() is None:
                 self.process.kill()
+        self.process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+class PrivateReplica(PrivatePostgres):
+    """A streaming replica of a PrivatePostgres: `pg_basebackup -R` copies the primary and
+    writes the standby settings (primary_conninfo, standby.signal), then it starts read-only
+    on a port of its own. The primary's defaults (wal_level replica, max_wal_senders 10, trust
+    for replication on loopback from initdb --auth=trust) are all it needs."""
+
+    def __init__(self, primary: PrivatePostgres) -> None:
+        super().__init__()
+        self.primary = primary
+
+    def start(self) -> None:
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="coursegen-replica-"))
+            if os.geteuid() == 0:
+                shutil.chown(self.root, "postgres", "postgres")
+            self._run(
+                "pg_basebackup",
+                "-D",
+                str(self.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.primary.port),
+                "-U",
+                "postgres",
+                "-X",
+                "stream",
+                "-R",
+                "--no-sync",
+                timeout=120,
+            )
+        self._ctl("start")
+
+
+class PrivateHaproxy:
+    """HAProxy (Debian's package) in HTTP mode in front of web processes, on a free loopback
+    port, with an admin socket for `show stat` and `disable server` (the runtime API).
+
+    - `balance`: `leastconn` spreads long-lived streams evenly (a new stream goes where the
+      fewest are open); `roundrobin` is the other choice.
+    - Health checks: `GET /health/ready` every 500 ms, down after 2 failures, up after 2
+      successes; a server marked down has its open sessions shut, so streams reconnect.
+    - `timeout tunnel 1h`: a WebSocket (after its 101) is a tunnel, idle between events;
+      an SSE response is plain HTTP, held by `timeout server`/`client` (60 s), which the
+      service's 15 s heartbeat keeps alive.
+    - `retry-on conn-failure` + `option redispatch 1`: a request that could not connect (a
+      killed process, before its health check fails) is sent to another server. Only
+      connection failures: a request that reached a server is never replayed by the proxy.
+    - Every response carries `X-Coursegen-Web: <server name>`, so a client can tell which web
+      process served it (the 101 of a WebSocket too).
+    """
+
+    def __init__(self, servers: list[tuple[str, int]], balance: str = "leastconn") -> None:
+        self.servers = servers
+        self.balance = balance
+        self.port = free_port()
+        self.root: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        return shutil.which("haproxy") or (
+            "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def socket_path(self) -> Path:
+        assert self.root is not None, "start() first"
+        return self.root / "admin.sock"
+
+    def config(self) -> str:
+        servers = "".join(
+            f"  server {name} 127.0.0.1:{port} check\n" for name, port in self.servers
+        )
+        return (
+            "global\n"
+            "  maxconn 8000\n"
+            f"  stats socket {self.socket_path} mode 600 level admin\n"
+            "defaults\n"
+            "  mode http\n"
+            "  timeout connect 2s\n"
+            "  timeout client 60s\n"
+            "  timeout server 60s\n"
+            "  timeout tunnel 1h\n"
+            "  timeout http-keep-alive 10s\n"
+            "  timeout queue 10s\n"
+            "  timeout check 2s\n"
+            "  option forwardfor\n"
+            "  retries 3\n"
+            "  option redispatch 1\n"
+            "  retry-on conn-failure\n"
+            "frontend api\n"
+            f"  bind 127.0.0.1:{self.port}\n"
+            "  default_backend web\n"
+            "backend web\n"
+            f"  balance {self.balance}\n"
+            "  option httpchk GET /health/ready\n"
+            "  http-check expect status 200\n"
+            "  default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2 "
+            "on-marked-down shutdown-sessions\n"
+            "  http-response set-header X-Coursegen-Web %s\n" + servers
+        )
+
+    def start(self) -> None:
+        binary = self.binary()
+        assert binary is not None, "haproxy is not installed"
+        self.root = Path(tempfile.mkdtemp(prefix="coursegen-haproxy-"))
+        config = self.root / "haproxy.cfg"
+        config.write_text(self.config())
+        check = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, check=False)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy config refused: {check.stdout!r} {check.stderr!r}")
+        log = (self.root / "haproxy.log").open("ab")
+        # -db: stay in the foreground (no daemon), so this process owns it and can kill it.
+        self.process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"haproxy exited: {self.log()}")
+            if self.socket_path.exists():
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", self.port), 0.5),
+                ):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"haproxy did not start: {self.log()}")
+
+    def command(self, line: str) -> str:
+        """One runtime API command over the admin socket (e.g. `show stat`)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.socket_path))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def states(self) -> dict[str, str]:
+        """Each server's status as the health checks see it: UP, DOWN, MAINT, …"""
+        lines = self.command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        out = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(","), strict=False))
+            if row.get("pxname") == "web" and row.get("svname") not in ("FRONTEND", "BACKEND"):
+                out[row["svname"]] = row["status"].split(" ")[0]
+        return out
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self.command(f"{'enable' if enabled else 'disable'} server web/{name}")
+
+    def log(self) -> str:
+        path = self.root / "haproxy.log" if self.root else None
+        return path.read_text(errors="replace")[-2000:] if path and path.exists() else ""
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
         self.process = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
