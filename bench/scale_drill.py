@@ -49,8 +49,8 @@ from bench.dashboard_load import machine_busy
 from bench.drill_devices import Device, verify
 from bench.topology import ROOT, Topology, roles, tree_cpu
 from models import AuthSession, GenerationJob, JobStatus, User
+from redis_connection import connect_redis
 from services import tokens
-from subscriptions.redis_client import connect_redis
 from tests.support import make_course
 
 DASHBOARD = (
@@ -578,7 +578,7 @@ def _loadavg() -> str:
 async def main_async(args: argparse.Namespace) -> int:
     from models import db
     from settings import Environment, Settings
-    from tests.servers import PrivatePostgres, PrivateReplica
+    from tests.servers import BasebackupReplica, PrivatePostgres
 
     plan = Plan(
         seconds=args.seconds,
@@ -593,7 +593,7 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     print(f"load average before: {_loadavg()}", flush=True)
     primary = PrivatePostgres()
-    replica: PrivateReplica | None = None
+    replica: BasebackupReplica | None = None
     topology: Topology | None = None
     try:
         primary.start()
@@ -610,7 +610,7 @@ async def main_async(args: argparse.Namespace) -> int:
         await db.apply_migrations(settings)
         await db.connect(settings)
         if args.replica:
-            replica = PrivateReplica(primary)
+            replica = BasebackupReplica(primary)
             replica.start()
         from bench.topology import Database
 

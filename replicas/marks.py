@@ -14,9 +14,8 @@ import time
 import uuid
 from collections import OrderedDict
 
-import redis.asyncio as redis
-
 import keyspace
+from redis_connection import RedisClient
 
 # Positions as 16 hex digits, so that Lua compares them as strings, exactly (Lua's numbers
 # are doubles).
@@ -38,7 +37,7 @@ def _key(user_id: uuid.UUID) -> str:
 
 
 class WriteMarks:
-    def __init__(self, client: redis.Redis | None, ttl: int) -> None:
+    def __init__(self, client: RedisClient | None, ttl: int) -> None:
         self.client = client
         self.ttl = ttl
         self._raise = client.register_script(_RAISE) if client is not None else None

@@ -23,11 +23,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as redis
 from tortoise import connections
 
 from models.db import connection_config
 from observability import metrics
+from redis_connection import RedisClient
 from replicas.client import ReplicaClient
 from replicas.lag import parse_lsn
 from replicas.marks import WriteMarks
@@ -54,7 +54,7 @@ def _client(settings: Settings, url: str) -> ReplicaClient:
     return ReplicaClient(**params)
 
 
-async def start(settings: Settings, redis_client: redis.Redis | None) -> None:
+async def start(settings: Settings, redis_client: RedisClient | None) -> None:
     """Connects the replicas of DATABASE_REPLICA_URLS and starts checking them (web processes;
     after `models.db.connect`). Nothing when there are none."""
     global _routing

@@ -442,7 +442,7 @@ class PrivatePgBouncer:
             self.root = None
 
 
-class PrivateReplica(PrivatePostgres):
+class BasebackupReplica(PrivatePostgres):
     """A streaming replica of a PrivatePostgres: `pg_basebackup -R` copies the primary and
     writes the standby settings (primary_conninfo, standby.signal), then it starts read-only
     on a port of its own. The primary's defaults (wal_level replica, max_wal_senders 10, trust

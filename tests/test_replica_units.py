@@ -12,11 +12,11 @@ import pytest
 from graphql import get_operation_ast, parse
 
 import keyspace
+from redis_connection import connect_redis
 from replicas.lag import LagTracker, parse_lsn
 from replicas.marks import WriteMarks
 from schema.read_routing import _reads_from_replica
 from settings import Environment, Settings, SettingsError
-from subscriptions.redis_client import connect_redis
 
 
 def _routed(document: str, name: str | None = None) -> bool:
