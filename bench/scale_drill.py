@@ -578,7 +578,7 @@ def _loadavg() -> str:
 async def main_async(args: argparse.Namespace) -> int:
     from models import db
     from settings import Environment, Settings
-    from tests.servers import BasebackupReplica, PrivatePostgres
+    from tests.servers import PrivatePrimary, PrivateReplica
 
     plan = Plan(
         seconds=args.seconds,
@@ -592,8 +592,9 @@ async def main_async(args: argparse.Namespace) -> int:
         scale_seconds=args.scale_seconds,
     )
     print(f"load average before: {_loadavg()}", flush=True)
-    primary = PrivatePostgres()
-    replica: BasebackupReplica | None = None
+    # A primary that streams to replicas either way; `--replica` adds one.
+    primary = PrivatePrimary()
+    replica: PrivateReplica | None = None
     topology: Topology | None = None
     try:
         primary.start()
@@ -610,7 +611,7 @@ async def main_async(args: argparse.Namespace) -> int:
         await db.apply_migrations(settings)
         await db.connect(settings)
         if args.replica:
-            replica = BasebackupReplica(primary)
+            replica = PrivateReplica(primary)
             replica.start()
         from bench.topology import Database
 

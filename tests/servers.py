@@ -442,40 +442,6 @@ class PrivatePgBouncer:
             self.root = None
 
 
-class BasebackupReplica(PrivatePostgres):
-    """A streaming replica of a PrivatePostgres: `pg_basebackup -R` copies the primary and
-    writes the standby settings (primary_conninfo, standby.signal), then it starts read-only
-    on a port of its own. The primary's defaults (wal_level replica, max_wal_senders 10, trust
-    for replication on loopback from initdb --auth=trust) are all it needs."""
-
-    def __init__(self, primary: PrivatePostgres) -> None:
-        super().__init__()
-        self.primary = primary
-
-    def start(self) -> None:
-        if self.root is None:
-            self.root = Path(tempfile.mkdtemp(prefix="coursegen-replica-"))
-            if os.geteuid() == 0:
-                shutil.chown(self.root, "postgres", "postgres")
-            self._run(
-                "pg_basebackup",
-                "-D",
-                str(self.data),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.primary.port),
-                "-U",
-                "postgres",
-                "-X",
-                "stream",
-                "-R",
-                "--no-sync",
-                timeout=120,
-            )
-        self._ctl("start")
-
-
 class PrivateHaproxy:
     """HAProxy (Debian's package) in HTTP mode in front of web processes, on a free loopback
     port, with an admin socket for `show stat` and `disable server` (the runtime API).
