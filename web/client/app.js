@@ -462,6 +462,10 @@ function renderProgress(jobId) {
       if (done) return;
       source = new EventSource(`${result.url}&after=${lastSeq}`);
       source.onmessage = onEvent;
+      // Each (re)connection, counted where a test or a curious user can see it.
+      source.onopen = () => {
+        log.dataset.connections = String(Number(log.dataset.connections || 0) + 1);
+      };
       source.onerror = () => {
         // EventSource reconnects by itself (with Last-Event-ID) unless the server refused it,
         // e.g. once the stream token expired: then a new token, resuming after the last event.
