@@ -157,7 +157,9 @@ async def test_web_and_worker_processes_run_on_a_redis_cluster(
         assert await inspector.zcard(f"{budget}:open") == 0
         today = datetime.now(UTC).strftime("%Y%m%d")
         assert int(await inspector.get(f"{budget}:d:{today}") or 0) > 0
-        assert len({inspector.get_node_from_key(key).name for key in keys}) == 3
+        # Spread over more than one node: the run really crossed slots. (All three is up to
+        # where a handful of hash tags happen to hash: not something to assert.)
+        assert len({inspector.get_node_from_key(key).name for key in keys}) >= 2
     finally:
         await inspector.aclose()
     logs = (tmp_path / "web.log").read_text() + (tmp_path / "w.log").read_text()
