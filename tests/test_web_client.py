@@ -61,7 +61,10 @@ async def web(
     latency = getattr(request, "param", LATENCY_MS)  # a test may ask for a slower writer
     port = free_port()
     processes: list[subprocess.Popen[bytes]] = []
-    extra = {"COURSEGEN_OFFLINE_LATENCY_MS": str(latency)}
+    # A Redis namespace of its own: no other test's job consumer on the shared Redis takes
+    # this server's jobs (at another writer speed).
+    namespace = {"REDIS_NAMESPACE": f"web-{uuid.uuid4().hex[:8]}"}
+    extra = {"COURSEGEN_OFFLINE_LATENCY_MS": str(latency), **namespace}
     processes.append(
         spawn_web(
             settings,
@@ -73,7 +76,9 @@ async def web(
         )
     )
     if settings.redis_url:  # jobs go through the Redis queue to a worker process
-        processes.append(spawn_worker(settings, settings.redis_url, latency_ms=latency))
+        processes.append(
+            spawn_worker(settings, settings.redis_url, latency_ms=latency, extra=namespace)
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(base, processes[0])
@@ -263,11 +268,14 @@ async def test_offline_changes_survive_a_reload_and_sync_when_the_network_return
             page = await context.new_page()
             _watch(page, problems)
             await _signed_in(page, web, user)
+            # The service worker has installed the shell before the page that will go offline
+            # loads, so that page is controlled from its first request.
+            await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
             await page.goto(f"{web}/#/courses/{course_id}")
             await page.reload()
             await page.wait_for_selector("article.topic")
             assert await page.locator("article.topic").count() == 6
-            await page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+            assert await page.evaluate("navigator.serviceWorker.controller !== null")
             await page.wait_for_selector("#sync-status:has-text('All changes synced')")
             topics = page.locator("article.topic")
 
